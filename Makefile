@@ -1,0 +1,42 @@
+# Set-up, tests, demo and benchmarks. Everything lives in .venv; torch comes as the CPU build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=  # e.g. --index-url <your CPU wheel index> where PyPI's default torch is a CUDA build
+
+.PHONY: setup test demo lint bench-quality bench-generation qa-venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	# the CPU build first: letting pip pick torch for the dependencies would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[test]"
+
+test: setup
+	$(BIN)/ruff check spark_synth tests jobs benchmarks
+	$(BIN)/python -m pytest -q tests
+
+demo: setup
+	$(BIN)/spark-synth demo
+
+lint:
+	$(BIN)/ruff check spark_synth tests jobs benchmarks
+
+# The referee (mostlyai-qa) lives in its own venv: never a runtime dependency of spark-synth.
+QA_VENV ?= .venv-qa
+qa-venv:
+	test -x $(QA_VENV)/bin/python || $(PYTHON) -m venv $(QA_VENV)
+	$(QA_VENV)/bin/pip install --quiet "torch==$(TORCH_VERSION)" && $(QA_VENV)/bin/pip install --quiet mostlyai-qa scikit-learn
+
+bench-quality: setup qa-venv
+	$(BIN)/python benchmarks/census_quality.py --qa-python $(QA_VENV)/bin/python
+
+bench-generation: setup
+	$(BIN)/python benchmarks/generation_speed.py
+
+clean:
+	rm -rf demo-output mlflow.db mlruns spark-warehouse .pytest_cache

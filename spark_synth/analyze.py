@@ -1,0 +1,236 @@
+"""Per-column statistics with Spark aggregations, protected before they leave this module.
+
+Four passes at most, each one job over the whole table: an overview (counts, distinct estimates),
+value counts of low-cardinality columns, per-partition extremes for bounds, and approximate
+quantiles for binned numbers. Only aggregates reach the driver. Unprotected intermediates
+(per-partition extremes, raw counts) live in local variables here and are never returned.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from spark_synth.encoding.datetime import to_micros
+from spark_synth.encoding.numeric import MAX_DIGITS
+from spark_synth.encoding.protect import K_MAX, K_MIN, draw_k, kept_categories, kth_bounds, smallest_and_largest
+from spark_synth.encoding.types import is_integer_type
+from spark_synth.errors import SynthError
+from spark_synth.schema import ColumnPlan
+
+MAX_DISCRETE = 100  # a numeric column with at most this many protected values is coded as categories
+DISCRETE_PROBE = 250  # ... and is only counted value by value when its distinct estimate is below this
+MAX_CATEGORIES = 10_000
+N_QUANTILES = 100
+KEY_DISTINCT_RATIO = 0.95
+KEY_MIN_ROWS = 20
+
+
+def col(name: str):
+    return F.col(f"`{name}`")
+
+
+def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int) -> dict[str, Any]:
+    """Protected statistics (JSON-able) for every planned column, in table order."""
+    k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
+    overview = _overview(df, plans)
+    n_rows = overview["n"]
+    if n_rows == 0:
+        raise SynthError("the input table is empty.", "Point --data at a table with rows.")
+    all_null = [p.name for p in plans if overview[p.name]["non_null"] == 0]
+    if all_null:
+        raise SynthError(f"column(s) {all_null} hold only nulls, so nothing can be learned from them.",
+                         "Exclude them: `columns: {NAME: {exclude: true}}` in the config.")
+
+    encodings: dict[str, str] = {}
+    for p in plans:
+        info = overview[p.name]
+        if p.encoding == "key" or (p.encoding == "auto" and _looks_like_key(p, info, n_rows)):
+            encodings[p.name] = "key"
+        elif p.kind == "datetime":
+            encodings[p.name] = "datetime"
+        elif p.kind == "categorical" or p.encoding == "categorical":
+            encodings[p.name] = "categorical"
+        elif p.encoding in ("digits", "binned"):
+            encodings[p.name] = p.encoding
+        elif p.encoding == "auto" and info["distinct"] <= DISCRETE_PROBE:
+            encodings[p.name] = "discrete?"  # decided once the values are counted
+        else:
+            encodings[p.name] = "numeric?"
+
+    counted = [p for p in plans if encodings[p.name] in ("categorical", "discrete?")]
+    counts = _value_counts(df, counted)
+    columns: dict[str, dict[str, Any]] = {}
+    for p in counted:
+        values = kept_categories(counts.get(p.name, {}), k[p.name], MAX_CATEGORIES)
+        if encodings[p.name] == "discrete?" and (len(values) > MAX_DISCRETE or not values):
+            encodings[p.name] = "numeric?"
+            continue
+        encodings[p.name] = "categorical"
+        kept_total = sum(counts[p.name][v] for v in values) if values else 0
+        columns[p.name] = {"values": _typed_values(values, p), "has_rare": kept_total < overview[p.name]["non_null"]}
+
+    for p in plans:
+        if encodings[p.name] == "numeric?":
+            integral = is_integer_type(p.spark_type) or overview[p.name].get("integral", False)
+            encodings[p.name] = "digits" if integral else "binned"
+        if encodings[p.name] == "digits" and not (is_integer_type(p.spark_type) or overview[p.name].get("integral")):
+            raise SynthError(f"column '{p.name}' holds fractional numbers, so it cannot use digit encoding.",
+                             f"Use `encoding: binned` (or auto) for '{p.name}'.")
+
+    bounded = [p for p in plans if encodings[p.name] in ("digits", "binned", "datetime")]
+    bounds = _bounds(df, bounded, k)
+    for p in bounded:
+        if bounds[p.name] is None:
+            raise SynthError(f"column '{p.name}' has fewer than {K_MAX} non-null values, too few to publish "
+                             "protected bounds.", f"Exclude '{p.name}' or provide more rows.")
+        lo, hi = bounds[p.name]
+        if encodings[p.name] == "digits" and hi - lo >= 10**MAX_DIGITS and p.encoding != "digits":
+            encodings[p.name] = "binned"
+        columns[p.name] = {"min": int(round(lo)) if encodings[p.name] != "binned" else lo,
+                           "max": int(round(hi)) if encodings[p.name] != "binned" else hi}
+        if encodings[p.name] == "datetime":
+            columns[p.name]["has_time"] = bool(overview[p.name].get("has_time", False))
+    binned = [p for p in plans if encodings[p.name] == "binned"]
+    for name, (edges, points) in _quantiles(df, binned, bounds).items():
+        integral = is_integer_type(next(p.spark_type for p in binned if p.name == name)) or overview[name].get("integral")
+        columns[name].update(edges=edges, point_masses=points, integral=bool(integral))
+
+    stats_columns = []
+    for p in plans:
+        entry = {"name": p.name, "spark_type": p.spark_type, "kind": p.kind, "encoding": encodings[p.name],
+                 "has_nulls": overview[p.name]["non_null"] < n_rows}
+        entry.update(columns.get(p.name, {}))
+        stats_columns.append(entry)
+    return {"format_version": 1, "n_rows": int(n_rows), "columns": stats_columns}
+
+
+def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:
+    """Identifier-like: (nearly) every row has its own string or integer value and none is null."""
+    if p.spark_type not in ("string", "int", "bigint") or n_rows < KEY_MIN_ROWS:
+        return False
+    return info["non_null"] == n_rows and info["distinct"] >= KEY_DISTINCT_RATIO * n_rows
+
+
+def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
+    exprs = [F.count(F.lit(1)).alias("n")]
+    for i, p in enumerate(plans):
+        c = col(p.name)
+        exprs += [F.count(c).alias(f"nn{i}"), F.approx_count_distinct(c, 0.02).alias(f"d{i}")]
+        if p.kind == "numeric" and not is_integer_type(p.spark_type):
+            exprs.append(F.sum(F.when(c.cast("double") != F.floor(c.cast("double")), 1).otherwise(0)).alias(f"f{i}"))
+        if p.spark_type.startswith("timestamp"):
+            micros = F.unix_micros(c.cast("timestamp"))
+            exprs.append(F.max(F.when(micros % 86_400_000_000 != 0, 1).otherwise(0)).alias(f"t{i}"))
+    row = df.agg(*exprs).collect()[0].asDict()
+    out: dict[str, Any] = {"n": int(row["n"])}
+    for i, p in enumerate(plans):
+        info: dict[str, Any] = {"non_null": int(row[f"nn{i}"]), "distinct": int(row[f"d{i}"])}
+        if f"f{i}" in row:
+            info["integral"] = (row[f"f{i}"] or 0) == 0
+        if f"t{i}" in row:
+            info["has_time"] = bool(row[f"t{i}"])
+        out[p.name] = info
+    return out
+
+
+def _value_counts(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, dict[Any, int]]:
+    """Counts of every value held by at least K_MIN rows, top MAX_CATEGORIES per column, one job."""
+    if not plans:
+        return {}
+    structs = []
+    for i, p in enumerate(plans):
+        numeric = p.kind == "numeric"
+        structs.append(F.struct(
+            F.lit(i).alias("i"),
+            (F.lit(None).cast("string") if numeric else col(p.name).cast("string")).alias("s"),
+            (col(p.name).cast("double") if numeric else F.lit(None).cast("double")).alias("d"),
+        ))
+    exploded = df.select(F.explode(F.array(*structs)).alias("e")).select("e.*")
+    exploded = exploded.where(F.col("s").isNotNull() | F.col("d").isNotNull())
+    grouped = exploded.groupBy("i", "s", "d").count().where(F.col("count") >= K_MIN)
+    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("count"), "s", "d"))
+    rows = grouped.withColumn("r", rank).where(F.col("r") <= MAX_CATEGORIES).collect()
+    counts: dict[str, dict[Any, int]] = defaultdict(dict)
+    for row in rows:
+        value = row["d"] if row["s"] is None else row["s"]
+        counts[plans[row["i"]].name][value] = int(row["count"])
+    return counts
+
+
+def _typed_values(values: list[Any], p: ColumnPlan) -> list[Any]:
+    if p.spark_type == "boolean":
+        return [v == "true" for v in values]
+    if p.kind == "numeric":
+        return [int(v) if is_integer_type(p.spark_type) else float(v) for v in values]
+    return values
+
+
+def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[str, tuple[float, float] | None]:
+    """k-th smallest and largest per column: partitions send their K_MAX extremes, the driver picks."""
+    if not plans:
+        return {}
+    names = [p.name for p in plans]
+    kinds = [p.kind for p in plans]
+
+    def extremes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        low: list[list[np.ndarray]] = [[] for _ in names]
+        high: list[list[np.ndarray]] = [[] for _ in names]
+        for batch in batches:
+            for j, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+                array = batch.column(name)
+                valid = array.filter(array.is_valid())
+                if kind == "datetime":
+                    x = to_micros(valid).astype(np.float64)
+                else:
+                    x = valid.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                lo, hi = smallest_and_largest(x, K_MAX)
+                low[j].append(lo)
+                high[j].append(hi)
+        ids, sides, values = [], [], []
+        for j in range(len(names)):
+            for side, parts in ((0, low[j]), (1, high[j])):
+                merged = np.concatenate(parts) if parts else np.zeros(0)
+                lo, hi = smallest_and_largest(merged, K_MAX)
+                chosen = lo if side == 0 else hi
+                ids += [j] * len(chosen)
+                sides += [side] * len(chosen)
+                values += chosen.tolist()
+        yield pa.RecordBatch.from_pydict({"j": pa.array(ids, pa.int32()), "side": pa.array(sides, pa.int8()),
+                                          "value": pa.array(values, pa.float64())})
+
+    rows = df.select(*[col(n) for n in names]).mapInArrow(extremes, "j int, side byte, value double").collect()
+    low_values: dict[int, list[float]] = defaultdict(list)
+    high_values: dict[int, list[float]] = defaultdict(list)
+    for row in rows:
+        (low_values if row["side"] == 0 else high_values)[row["j"]].append(row["value"])
+    return {name: kth_bounds(low_values[j], high_values[j], k[name]) for j, name in enumerate(names)}
+
+
+def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any]) -> dict[str, tuple[list, list]]:
+    """~100 equal-frequency bin edges per column, clipped to the protected bounds.
+
+    The outermost quantiles (the true extremes) are never used; interior quantiles repeated in the
+    list mark point masses (a value held by at least 1% of rows).
+    """
+    if not plans:
+        return {}
+    probabilities = [i / N_QUANTILES for i in range(1, N_QUANTILES)]
+    exprs = [F.percentile_approx(col(p.name).cast("double"), probabilities, 10_000).alias(f"q{i}")
+             for i, p in enumerate(plans)]
+    row = df.agg(*exprs).collect()[0]
+    out = {}
+    for i, p in enumerate(plans):
+        lo, hi = bounds[p.name]
+        interior = np.clip(np.asarray(row[f"q{i}"] or [], dtype=np.float64), lo, hi)
+        values, repeats = np.unique(interior, return_counts=True)
+        points = [float(v) for v, r in zip(values, repeats, strict=True) if r >= 2 and lo <= v <= hi]
+        edges = np.unique(np.concatenate([[lo], interior, [hi]]))
+        out[p.name] = ([float(e) for e in edges], points)
+    return out

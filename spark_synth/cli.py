@@ -1,0 +1,98 @@
+"""The `spark-synth` command: train, generate, demo. Bad input exits 2 with the problem and the fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from spark_synth.errors import SynthError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spark-synth", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a generator on a table and track it in MLflow")
+    train.add_argument("--config", help="YAML file with the same settings (flags win)")
+    train.add_argument("--data", help="Parquet/CSV/Delta path or a Spark table name")
+    train.add_argument("--format", choices=["parquet", "csv", "delta", "table"])
+    train.add_argument("--model-dir", dest="model_dir", help="where the generator is saved")
+    train.add_argument("--max-minutes", dest="max_minutes", type=float, help="training time budget")
+    train.add_argument("--max-epochs", dest="max_epochs", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--register", help="register the generator in the MLflow registry under this name")
+    train.add_argument("--experiment", help="MLflow experiment name")
+    train.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    train.add_argument("--master", help="Spark master (default: the session's, else local[*])")
+    train.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+    generate = commands.add_parser("generate", help="write synthetic rows with a trained generator")
+    generate.add_argument("--config", help="YAML file with the same settings (flags win)")
+    generate.add_argument("--model", help="generator directory or models:/NAME/VERSION")
+    generate.add_argument("--rows", type=int, help="number of rows to generate")
+    generate.add_argument("--output", help="output path")
+    generate.add_argument("--format", choices=["parquet", "csv", "delta"])
+    generate.add_argument("--mode", choices=["error", "overwrite", "append"])
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
+    generate.add_argument("--chunk-size", dest="chunk_size", type=int, help="rows per chunk")
+    generate.add_argument("--tracking-uri", dest="tracking_uri")
+    generate.add_argument("--master")
+
+    demo = commands.add_parser("demo", help="train on a bundled demo table, generate, print quality and MLflow")
+    demo.add_argument("--output-dir", dest="output_dir", default="demo-output")
+    demo.add_argument("--max-minutes", dest="max_minutes", type=float, default=1.5)
+    demo.add_argument("--rows", type=int, default=100_000)
+    demo.add_argument("--tracking-uri", dest="tracking_uri")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse and run; returns the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        if args.command == "train":
+            return _train(args.config, options)
+        if args.command == "generate":
+            return _generate(args.config, options)
+        from spark_synth.demo import run_demo
+
+        run_demo(**options)
+        return 0
+    except SynthError as error:
+        print(f"error: {error.problem}", file=sys.stderr)
+        if error.fix:
+            print(f"  fix: {error.fix}", file=sys.stderr)
+        return 2
+
+
+def _train(config_path: str | None, options: dict) -> int:
+    from spark_synth.config import TrainConfig, load_config
+    from spark_synth.pipeline import train
+
+    config = load_config(TrainConfig, config_path, **options)
+    outcome = train(config)
+    print(f"generator saved to {outcome.model_dir}")
+    print(f"MLflow run {outcome.run_id}: {outcome.model_uri}")
+    print(f"see it with: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    return 0
+
+
+def _generate(config_path: str | None, options: dict) -> int:
+    from spark_synth.config import GenerateConfig, load_config
+    from spark_synth.pipeline import generate
+
+    config = load_config(GenerateConfig, config_path, **options)
+    rows = generate(config)
+    print(f"wrote {rows} synthetic rows to {config.output} ({config.format})")
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

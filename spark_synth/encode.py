@@ -1,0 +1,37 @@
+"""Spark job: rows -> integer codes, written as Parquet shards (one row = one training sample)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame
+
+from spark_synth.encoding import TableCodec
+from spark_synth.train.data import SPLIT_COLUMN
+
+
+def sub_column_fields(codec: TableCodec) -> list[str]:
+    """Positional names for the encoded columns: user column names may hold any character."""
+    return [f"s{j}" for j in range(len(codec.sub_columns))]
+
+
+def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str, shards: int | None = None) -> list[str]:
+    """Encode ``df`` (which carries the split column) to Parquet under ``output_dir``; returns the field names."""
+    fields = sub_column_fields(TableCodec(stats))
+    schema = ", ".join([*(f"{f} int" for f in fields), f"{SPLIT_COLUMN} boolean"])
+
+    def encode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        codec = TableCodec(stats)
+        for batch in batches:
+            codes = codec.encode(batch)
+            arrays = [pa.array(codes[:, j]) for j in range(codes.shape[1])]
+            arrays.append(batch.column(batch.schema.get_field_index(SPLIT_COLUMN)))
+            yield pa.RecordBatch.from_arrays(arrays, names=[*fields, SPLIT_COLUMN])
+
+    encoded = df.mapInArrow(encode_batches, schema)
+    if shards:
+        encoded = encoded.repartition(shards)
+    encoded.write.mode("overwrite").parquet(output_dir)
+    return fields

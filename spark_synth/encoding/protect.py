@@ -1,0 +1,53 @@
+"""Value protection: the rules that keep rare values and extremes out of every saved statistic.
+
+A category survives only if at least k rows (subjects) hold it; numeric and datetime bounds are
+the k-th smallest and largest values, never the true extremes. k is drawn per column at random
+in [K_MIN, K_MAX] so an attacker cannot know the exact threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+K_MIN, K_MAX = 5, 7
+
+
+def draw_k(seed: int, column_index: int) -> int:
+    """The protection threshold for one column, reproducible from (seed, column index)."""
+    rng = np.random.default_rng([seed, column_index, 0x6B])
+    return int(rng.integers(K_MIN, K_MAX + 1))
+
+
+def kept_categories(counts: Mapping[object, int], k: int, max_categories: int) -> list[object]:
+    """Categories held by at least k rows, at most ``max_categories`` of the most frequent, sorted."""
+    frequent = [(c, v) for v, c in counts.items() if c >= k]
+    frequent.sort(key=lambda cv: -cv[0])
+    return sorted((v for _, v in frequent[:max_categories]), key=_sort_key)
+
+
+def kth_bounds(smallest: Iterable[float], largest: Iterable[float], k: int) -> tuple[float, float] | None:
+    """The k-th smallest and k-th largest of the candidate values (candidates gathered per partition).
+
+    Returns None when there are fewer than k values: too few to publish any bound.
+    """
+    low = np.sort(np.asarray(list(smallest), dtype=np.float64))
+    high = np.sort(np.asarray(list(largest), dtype=np.float64))[::-1]
+    if len(low) < k or len(high) < k:
+        return None
+    lo, hi = float(low[k - 1]), float(high[k - 1])
+    return (lo, hi) if lo <= hi else (hi, lo)
+
+
+def smallest_and_largest(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest and k largest of one partition's values: what a partition sends to the driver."""
+    values = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    if len(values) <= 2 * k:
+        return values, values
+    part = np.partition(values, (k - 1, len(values) - k))
+    return part[:k], part[-k:]
+
+
+def _sort_key(value: object) -> tuple[int, object]:
+    return (0, value) if not isinstance(value, str) else (1, value)

@@ -1,0 +1,152 @@
+"""Any-order autoregressive network over a flat table's sub-columns (TabularARGN-style).
+
+Every sub-column has an embedding and a head: a small MLP over the embeddings of the sub-columns
+generated before it, then a softmax. Which sub-columns count as "before" is a mask: training draws
+a random column order per batch, so at generation any subset of columns can be fixed first.
+
+The first head layer is linear in the (masked) embeddings. Generation exploits that: for each
+pair (earlier sub-column i, later head j) the contribution ``embed_i(code) @ W1[j, rows_i]`` is a
+precomputed lookup table, so sampling a row costs gathers and adds instead of matrix products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from spark_synth.model.sampling import draw
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network exactly (stored as JSON beside the weights)."""
+
+    cardinalities: list[int]
+    column_slices: list[tuple[int, int]]
+    embedding_dims: list[int] = field(default_factory=list)
+    hidden: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.column_slices = [tuple(s) for s in self.column_slices]
+        if not self.embedding_dims:
+            self.embedding_dims = [embedding_dim(c) for c in self.cardinalities]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embedding_dim(cardinality: int) -> int:
+    """Grows slowly with the number of codes: small softmaxes need few dimensions."""
+    return int(min(32, max(4, round(2.5 * cardinality**0.5))))
+
+
+class FlatARGN(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cards, dims = config.cardinalities, config.embedding_dims
+        self.n_sub = len(cards)
+        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cards, dims, strict=True))
+        offsets = torch.tensor([0, *dims]).cumsum(0)
+        self.register_buffer("dim_owner", torch.repeat_interleave(torch.arange(self.n_sub), torch.tensor(dims)))
+        self.embed_offsets = offsets.tolist()
+        width = int(offsets[-1]) + self.n_sub  # embeddings + one "is known" bit per sub-column
+        self.w1 = nn.Parameter(torch.randn(self.n_sub, width, config.hidden) * width**-0.5)
+        self.b1 = nn.Parameter(torch.zeros(self.n_sub, config.hidden))
+        self.norm = nn.LayerNorm(config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        # all output layers as one padded batch: one matmul and one softmax for every head
+        width_out = max(cards)
+        self.w2 = nn.Parameter(torch.randn(self.n_sub, config.hidden, width_out) * config.hidden**-0.5)
+        self.b2 = nn.Parameter(torch.zeros(self.n_sub, width_out))
+        # -inf for padding and for codes never seen in training: a column without nulls never generates one
+        padding = torch.arange(width_out)[None, :] >= torch.tensor(cards)[:, None]
+        self.register_buffer("code_bias", torch.zeros(self.n_sub, width_out).masked_fill(padding, float("-inf")))
+
+    # ---- orders and masks -------------------------------------------------------------
+    def sub_order(self, column_order: list[int]) -> torch.Tensor:
+        """Expand a column order into the order of sub-columns (a column's parts stay together)."""
+        slices = self.config.column_slices
+        return torch.tensor([i for c in column_order for i in range(*slices[c])], dtype=torch.long)
+
+    def precedence(self, sub_order: torch.Tensor) -> torch.Tensor:
+        """(S, S) mask: entry [j, i] is 1 when sub-column i comes before sub-column j."""
+        rank = torch.empty_like(sub_order)
+        rank[sub_order] = torch.arange(len(sub_order))
+        return (rank[None, :] < rank[:, None]).float()
+
+    def input_mask(self, before: torch.Tensor) -> torch.Tensor:
+        """(S, width) mask over the concatenated [embeddings, known-bits] input of each head."""
+        return torch.cat([before[:, self.dim_owner], before], dim=1)
+
+    # ---- training ---------------------------------------------------------------------
+    def forward(self, codes: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy per row, shape (B,), for codes (B, S) under precedence ``before``."""
+        x = self._inputs(codes)
+        masked = x.unsqueeze(0) * self.input_mask(before).unsqueeze(1)  # (S, B, width)
+        hidden = torch.baddbmm(self.b1.unsqueeze(1), masked, self.w1)  # (S, B, H)
+        hidden = self.dropout(torch.nn.functional.gelu(self.norm(hidden)))
+        logits = torch.baddbmm((self.b2 + self.code_bias).unsqueeze(1), hidden, self.w2)  # (S, B, C)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        picked = log_probs.gather(2, codes.t().unsqueeze(2)).squeeze(2)  # (S, B)
+        return -picked.sum(dim=0)
+
+    def _inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        embedded = [emb(codes[:, i]) for i, emb in enumerate(self.embeddings)]
+        return torch.cat([*embedded, torch.ones(codes.shape[0], self.n_sub, device=codes.device)], dim=1)
+
+    @torch.no_grad()
+    def set_seen_codes(self, codes: torch.Tensor) -> None:
+        """Forbid codes that never occur in the training codes (counts are not stored, only the mask)."""
+        self.code_bias.fill_(float("-inf"))
+        for j, card in enumerate(self.config.cardinalities):
+            seen = torch.bincount(codes[:, j].long(), minlength=card)[:card] > 0
+            self.code_bias[j, :card] = torch.where(seen, 0.0, float("-inf"))
+
+    # ---- generation -------------------------------------------------------------------
+    @torch.no_grad()
+    def lookup_tables(self) -> list[list[torch.Tensor]]:
+        """tables[i][j] = embed_i(all codes) @ W1[j, rows of i] + W1[j, known-bit of i]: (card_i, H)."""
+        base = int(self.embed_offsets[-1])
+        tables = []
+        for i, emb in enumerate(self.embeddings):
+            lo, hi = self.embed_offsets[i], self.embed_offsets[i + 1]
+            per_head = torch.einsum("cd,jdh->jch", emb.weight, self.w1[:, lo:hi, :]) + self.w1[:, base + i, :].unsqueeze(1)
+            tables.append(list(per_head.unbind(0)))
+        return tables
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        column_order: list[int] | None = None,
+        fixed: dict[int, torch.Tensor] | None = None,
+        temperature: float = 1.0,
+        tables: list[list[torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Draw (n, S) codes; sub-columns in ``fixed`` (index -> codes) are taken as given.
+
+        Fixed sub-columns should come first in ``column_order`` for conditional generation.
+        """
+        order = self.sub_order(column_order if column_order is not None else list(range(len(self.config.column_slices))))
+        tables = tables if tables is not None else self.lookup_tables()
+        fixed = fixed or {}
+        codes = torch.zeros(n, self.n_sub, dtype=torch.long)
+        acc = self.b1.unsqueeze(1).expand(self.n_sub, n, -1).clone()  # (S, n, H) pre-activations
+        remaining = order.tolist()
+        for step, j in enumerate(order.tolist()):
+            if j in fixed:
+                codes[:, j] = fixed[j]
+            else:
+                hidden = torch.nn.functional.gelu(self.norm(acc[j]))
+                card = self.config.cardinalities[j]
+                logits = torch.addmm(self.b2[j, :card] + self.code_bias[j, :card], hidden, self.w2[j, :, :card])
+                codes[:, j] = draw(logits, generator, temperature)
+            drawn = codes[:, j]
+            for k in remaining[step + 1 :]:
+                acc[k].add_(tables[j][k].index_select(0, drawn))
+        return codes

@@ -1,0 +1,136 @@
+"""The stages wired together: train (read, split, analyze, encode, fit, save, log) and generate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_synth import tracking
+from spark_synth.analyze import analyze
+from spark_synth.config import GenerateConfig, TrainConfig
+from spark_synth.encode import encode_to_shards
+from spark_synth.encoding import TableCodec
+from spark_synth.errors import SynthError
+from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
+from spark_synth.generate import generate_dataframe
+from spark_synth.generator import Generator
+from spark_synth.io import delete_path, path_exists, read_table, write_table
+from spark_synth.model.argn import FlatARGN, ModelConfig
+from spark_synth.schema import plan_columns
+from spark_synth.spark import get_spark
+from spark_synth.split import with_split
+from spark_synth.train.data import SPLIT_COLUMN, load_codes
+from spark_synth.train.loop import TrainSettings, fit
+
+
+@dataclass
+class TrainOutcome:
+    model_dir: str
+    run_id: str
+    model_uri: str
+    tracking_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
+    """Train a generator on ``config.data`` and track it in MLflow; the source is only read."""
+    spark = spark or get_spark(config.master)
+    started = time.monotonic()
+    source = read_table(spark, config.data, config.format)
+    plans = plan_columns(source.schema, config.columns)
+    df = _normalize(source.select(*[F.col(f"`{p.name}`") for p in plans]), plans)
+    stats = analyze(df, plans, config.seed)
+    stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
+    codec = TableCodec(stats)
+
+    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
+    try:
+        split = with_split(df, config.seed, config.validation_fraction)
+        fields = encode_to_shards(split, stats, os.path.join(work_dir, "encoded"))
+        train_codes, val_codes = load_codes(os.path.join(work_dir, "encoded"), fields)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
+    if len(train_codes) == 0:
+        raise SynthError("every row fell into the validation split; the table is too small to train on.",
+                         "Provide more rows or lower validation_fraction.")
+
+    torch.manual_seed(config.seed)
+    model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
+                               hidden=config.hidden or _auto_hidden(len(train_codes)), dropout=config.dropout)
+    model = FlatARGN(model_config)
+    model.set_seen_codes(torch.cat([train_codes, val_codes]))
+    settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
+                             batch_size=config.batch_size, learning_rate=config.learning_rate,
+                             patience=config.patience, seed=config.seed, progress=config.progress)
+    tracking_uri = tracking.configure(config.tracking_uri)
+    params = config.model_dump(exclude={"data"}) | {"data": config.data if isinstance(config.data, str) else "DataFrame"}
+    params |= {"n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
+               "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
+    params.pop("tracking_uri", None)
+    with tracking.training_run(config.experiment, params) as run:
+        result = fit(model, train_codes, val_codes, settings, on_epoch=tracking.log_epoch)
+        meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
+                "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id}
+        generator = Generator(stats, model_config, model.state_dict(), meta)
+        generator.save(config.model_dir)
+        metrics = {"epochs": float(result.epochs), "best_epoch": float(result.best_epoch),
+                   "best_val_loss": result.best_val_loss, "train_seconds": result.seconds}
+        quality: dict[str, Any] = {}
+        if config.quality_rows:
+            validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
+            rows = min(config.quality_rows, max(len(val_codes), 1))
+            synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1)
+            quality = accuracy_summary(validation, synthetic, columns=[c.name for c in codec.modelled])
+            metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
+            print(format_summary(quality))
+        metrics["total_seconds"] = time.monotonic() - started
+        import mlflow
+
+        mlflow.log_metrics(metrics)
+        model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed), config.register)
+    return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
+
+
+def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
+    """Write ``config.rows`` synthetic rows to ``config.output``; returns the number of rows written."""
+    model_dir = tracking.resolve_generator_dir(config.model, config.tracking_uri)
+    generator = Generator.load(model_dir)
+    spark = spark or get_spark(config.master)
+    if config.mode == "error" and path_exists(spark, config.output):
+        raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
+    df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size, config.partitions)
+    try:
+        write_table(df, config.output, config.format, config.mode)
+    except SynthError:
+        raise
+    except Exception:
+        if config.mode == "error":
+            delete_path(spark, config.output)
+        raise
+    return config.rows
+
+
+def _normalize(df: DataFrame, plans: list) -> DataFrame:
+    """NaN is treated as null, so it is modelled (and protected) like any missing value."""
+    exprs = []
+    for p in plans:
+        c = F.col(f"`{p.name}`")
+        if p.spark_type in ("float", "double"):
+            c = F.when(F.isnan(c), F.lit(None)).otherwise(c)
+        exprs.append(c.alias(p.name))
+    return df.select(*exprs)
+
+
+def _auto_hidden(n_rows: int) -> int:
+    """Model width sized to the data: small tables get small models (less to memorize)."""
+    return 64 if n_rows < 2_000 else 128 if n_rows < 20_000 else 256
