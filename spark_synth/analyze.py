@@ -19,7 +19,14 @@ from pyspark.sql import functions as F
 
 from spark_synth.encoding.datetime import to_micros
 from spark_synth.encoding.numeric import MAX_DIGITS
-from spark_synth.encoding.protect import K_MAX, K_MIN, draw_k, kept_categories, kth_bounds, smallest_and_largest
+from spark_synth.encoding.protect import (
+    K_MAX,
+    K_MIN,
+    draw_k,
+    kept_categories,
+    kth_bounds,
+    smallest_and_largest,
+)
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.errors import SynthError
 from spark_synth.schema import ColumnPlan

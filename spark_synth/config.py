@@ -22,7 +22,7 @@ class ColumnSettings(BaseModel):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
 
 class TrainConfig(_Strict):
@@ -32,7 +32,7 @@ class TrainConfig(_Strict):
     max_minutes: float = Field(10.0, gt=0)
     max_epochs: int = Field(500, gt=0)
     seed: int = 0
-    register: str | None = None
+    registered_model: str | None = Field(None, alias="register", description="MLflow registry name")
     columns: dict[str, ColumnSettings] = Field(default_factory=dict)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     batch_size: int | None = Field(None, gt=0)

@@ -97,7 +97,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
         import mlflow
 
         mlflow.log_metrics(metrics)
-        model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed), config.register)
+        model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed), config.registered_model)
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 

@@ -10,9 +10,7 @@ from pyspark.sql import SparkSession
 _LOCAL_CONF = {
     # delta-rs and pandas read microsecond timestamps; Spark's INT96 default confuses them.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.ui.showConsoleProgress": "false",
 }
 
 
@@ -32,6 +30,7 @@ def get_spark(master: str | None = None, app_name: str = "spark-synth") -> Spark
         if master:  # otherwise spark-submit's master, or Spark's own default local[*]
             builder = builder.master(master)
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
         active = builder.getOrCreate()
         active.sparkContext.setLogLevel("ERROR")
     for key, value in _LOCAL_CONF.items():

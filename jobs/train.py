@@ -1,0 +1,11 @@
+"""spark-submit entry point: ``spark-submit jobs/train.py --config conf/census.yaml [flags]``.
+
+Same flags as ``spark-synth train``; the session comes from spark-submit (any master).
+"""
+
+import sys
+
+from spark_synth.cli import run
+
+if __name__ == "__main__":
+    sys.exit(run(["train", *sys.argv[1:]]))
