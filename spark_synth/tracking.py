@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,16 +73,18 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
 
     mlflow.log_artifacts(model_dir, artifact_path=GENERATOR_ARTIFACT)
     code_file = os.path.join(os.path.dirname(spark_synth.__file__), "mlflow_model.py")
-    signature = infer_signature(pd.DataFrame({"rows": [len(sample)], "seed": [0]}), sample)
-    info = mlflow.pyfunc.log_model(
-        name="pyfunc",
-        python_model=code_file,
-        artifacts={GENERATOR_ARTIFACT: model_dir},
-        code_paths=[os.path.dirname(spark_synth.__file__)],
-        signature=signature,
-        pip_requirements=["torch", "numpy", "pandas", "pyarrow", "safetensors", "mlflow"],
-        registered_model_name=register,
-    )
+    with warnings.catch_warnings():  # MLflow's generic hints about int columns and input examples
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(pd.DataFrame({"rows": [len(sample)], "seed": [0]}), sample)
+        info = mlflow.pyfunc.log_model(
+            name="pyfunc",
+            python_model=code_file,
+            artifacts={GENERATOR_ARTIFACT: model_dir},
+            code_paths=[os.path.dirname(spark_synth.__file__)],
+            signature=signature,
+            pip_requirements=["torch", "numpy", "pandas", "pyarrow", "safetensors", "mlflow"],
+            registered_model_name=register,
+        )
     if register and info.registered_model_version is not None:
         return f"models:/{register}/{info.registered_model_version}"
     return info.model_uri

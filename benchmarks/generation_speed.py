@@ -1,0 +1,256 @@
+"""Generation speed benchmark: spark-synth writing census rows vs Spark writing random rows.
+
+Why: a generator is only useful at scale if sampling costs little next to the write itself. The
+baseline is the cheapest Spark job producing a table of the same shape (15 census columns, bigint
+and string, strings drawn from the real category lists so their lengths are realistic) from
+``spark.range(n)`` and random expressions. Both run alternately in one Spark session and are
+reported as rows/s and the ratio ours/baseline, plus the peak memory of the driver, the JVM and
+the Python workers. An in-process breakdown of one 100k-row chunk (model sampling, decoding,
+Parquet write) shows where the sampler spends its time.
+
+    .venv/bin/python benchmarks/generation_speed.py [--rows 1000000] [--repeats 2] [--model DIR]
+
+Timings on a shared machine are noisy: compare the ratios within one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, machine, table
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows written per measurement")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of (ours, baseline)")
+    ap.add_argument("--master", default="local[2]", help="Spark master")
+    ap.add_argument("--model", help="an existing generator directory (default: train a small one)")
+    ap.add_argument("--train-minutes", type=float, default=0.5, help="budget of the small generator")
+    ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="holds census_train.parquet")
+    ap.add_argument("--chunk-rows", type=int, default=100_000, help="rows of the in-process breakdown chunk")
+    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "generation_speed.json"))
+    return ap.parse_args()
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmRSS/VmHWM in KiB and the parent pid of one process, from /proc (no psutil needed)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "PPid"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def process_tree(root: int) -> dict[int, tuple[str, dict[str, int]]]:
+    """root and all its descendants: pid -> (role, status); role is driver, jvm or workers."""
+    procs: dict[int, tuple[str, dict[str, int]]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/comm", encoding="utf-8") as handle:
+                    comm = handle.read().strip()
+                procs[int(name)] = (comm, _status(int(name)))
+            except (OSError, ValueError):
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, (_, status) in procs.items():
+        children.setdefault(status.get("PPid", 0), []).append(pid)
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in procs:
+            comm, status = procs[pid]
+            tree[pid] = ("driver" if pid == root else "jvm" if comm == "java" else "workers", status)
+            frontier += children.get(pid, [])
+    return tree
+
+
+class MemorySampler(threading.Thread):
+    """Samples the summed RSS of driver, JVM and Python workers every 0.2 s; keeps the peak per phase.
+
+    Python workers are forked per task and may exit between samples, so peaks are a lower bound.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.phase = "setup"
+        self.peaks: dict[str, dict[str, float]] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.2):
+            roles: dict[str, float] = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+            for role, status in process_tree(os.getpid()).values():
+                roles[role] += status.get("VmRSS", 0) / 1024
+            roles["total"] = sum(roles.values())
+            peak = self.peaks.setdefault(self.phase, dict.fromkeys(roles, 0.0))
+            for key, mib in roles.items():
+                peak[key] = max(peak[key], mib)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+# ------------------------------------------------------------------------------------------ the two jobs
+
+
+def baseline_frame(spark: SparkSession, census: pa.Table, rows: int, seed: int) -> DataFrame:
+    """Random rows shaped like census: ints from a clipped normal, strings from the real category lists."""
+    columns: list[Column] = []
+    for i, field in enumerate(census.schema):
+        values = census.column(field.name)
+        if pa.types.is_integer(field.type):
+            data = values.to_numpy()
+            normal = F.randn(seed + i) * float(data.std()) + float(data.mean())
+            clipped = F.least(F.greatest(normal, F.lit(float(data.min()))), F.lit(float(data.max())))
+            columns.append(clipped.cast("bigint").alias(field.name))
+        else:
+            categories = sorted(v for v in values.unique().to_pylist() if v is not None)
+            pick = (F.rand(seed + i) * len(categories)).cast("int") + 1
+            columns.append(F.element_at(F.array(*[F.lit(v) for v in categories]), pick).alias(field.name))
+    return spark.range(rows).select(*columns)
+
+
+def timed(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def breakdown(model_dir: str, rows: int) -> list[dict[str, Any]]:
+    """One chunk the way a Spark task makes it (one torch thread), each stage timed separately."""
+    import torch
+
+    from spark_synth.generator import SUB_BATCH, Generator
+
+    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.generate._set_threads)
+    generator = Generator.load(model_dir)
+    stages = {"lookup tables (once per worker)": 0.0, "model sampling": 0.0, "decode": 0.0, "parquet write": 0.0}
+    stages["lookup tables (once per worker)"] = timed(lambda: generator.tables)
+    torch_rng, numpy_rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    batches = []
+    for start in range(0, rows, SUB_BATCH):
+        size = min(SUB_BATCH, rows - start)
+        t0 = time.perf_counter()
+        codes = generator.model.sample(size, torch_rng, tables=generator.tables)
+        t1 = time.perf_counter()
+        batches.append(generator.codec.decode(codes.numpy(), numpy_rng, np.arange(start, start + size, dtype=np.int64)))
+        t2 = time.perf_counter()
+        stages["model sampling"] += t1 - t0
+        stages["decode"] += t2 - t1
+    path = os.path.join(tempfile.gettempdir(), f"bench-chunk-{os.getpid()}.parquet")
+    stages["parquet write"] = timed(lambda: pq.write_table(pa.Table.from_batches(batches), path))
+    os.remove(path)
+    total = sum(v for k, v in stages.items() if not k.startswith("lookup"))
+    stages["chunk total (excl. lookup tables)"] = total
+    return [{"stage": k, "seconds": round(v, 3), "rows_per_s": None if k.startswith("lookup") else rows / v,
+             "share": None if k.startswith("lookup") else v / total} for k, v in stages.items()]
+
+
+def train_small(spark: SparkSession, data: str, work: str, minutes: float) -> str:
+    import mlflow
+
+    from spark_synth.config import TrainConfig
+    from spark_synth.pipeline import train
+
+    uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("generation-speed", artifact_location=os.path.join(work, "mlartifacts"))
+    config = TrainConfig(data=data, model_dir=os.path.join(work, "model"), max_minutes=minutes, quality_rows=0,
+                         tracking_uri=uri, experiment="generation-speed", work_dir=work, progress=False)
+    return train(config, spark).model_dir
+
+
+def main() -> None:
+    args = parse_args()
+    host = machine()
+    from spark_synth.config import GenerateConfig
+    from spark_synth.pipeline import generate
+    from spark_synth.spark import get_spark
+
+    data = os.path.abspath(os.path.join(args.data_dir, "census_train.parquet"))
+    census = pq.read_table(data)
+    work = tempfile.mkdtemp(prefix="bench-generation-")
+    sampler = MemorySampler()
+    sampler.start()
+    try:
+        spark = get_spark(args.master)
+        model_dir = args.model or train_small(spark, data, work, args.train_minutes)
+        ours_out, base_out = os.path.join(work, "ours"), os.path.join(work, "baseline")
+
+        def ours(rows: int, seed: int) -> None:
+            generate(GenerateConfig(model=model_dir, rows=rows, output=ours_out, mode="overwrite", seed=seed), spark)
+
+        def baseline(rows: int, seed: int) -> None:
+            baseline_frame(spark, census, rows, seed).write.mode("overwrite").parquet(base_out)
+
+        sampler.phase = "warm-up"  # first jobs pay for JIT, worker start and the generator build per worker
+        ours(20_000, 99)
+        baseline(20_000, 99)
+        times: dict[str, list[float]] = {"ours": [], "baseline": []}
+        for r in range(args.repeats):
+            for name, job in (("ours", ours), ("baseline", baseline)):
+                sampler.phase = name
+                times[name].append(timed(lambda job=job, r=r: job(args.rows, r)))
+                print(f"round {r + 1}: {name} {times[name][-1]:.1f} s")
+        assert spark.read.parquet(ours_out).count() == args.rows
+        sampler.phase = "breakdown"
+        stages = breakdown(model_dir, args.chunk_rows)
+        spark.stop()
+    finally:
+        sampler.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    hwm = {role: 0.0 for role in ("driver", "jvm", "workers")}
+    for role, status in process_tree(os.getpid()).values():  # JVM and workers are gone after stop: driver only
+        hwm[role] += status.get("VmHWM", 0) / 1024
+
+    best = {k: min(v) for k, v in times.items()}
+    speed = {k: args.rows / v for k, v in best.items()}
+    result = {"benchmark": "generation_speed", "rows": args.rows, "repeats": args.repeats, "master": args.master,
+              "machine": host, "seconds": times, "rows_per_s_best": speed,
+              "ratio_ours_over_baseline": speed["ours"] / speed["baseline"],
+              "peak_rss_mib_sampled": sampler.peaks, "driver_vmhwm_mib": hwm["driver"], "breakdown": stages}
+
+    print(f"\ngeneration speed, {args.rows:,} rows x {args.repeats}, {args.master}, "
+          f"{host['nproc']} x {host['cpu']}, load {host['loadavg_1m_at_start']}")
+    rows = []
+    for name in ("ours", "baseline"):
+        peak = sampler.peaks.get(name, {})
+        rows.append([name, " / ".join(f"{t:.1f}" for t in times[name]), speed[name],
+                     peak.get("driver"), peak.get("jvm"), peak.get("workers"), peak.get("total")])
+    print(table(["job", "seconds (each round)", "rows/s (best)", "driver MiB", "JVM MiB", "py workers MiB",
+                 "total MiB"], rows))
+    print(f"ratio ours/baseline (rows/s): {result['ratio_ours_over_baseline']:.3f}   "
+          f"(driver VmHWM {hwm['driver']:.0f} MiB; MiB columns: peak RSS sampled every 0.2 s during the job)")
+    print(f"\nin-process breakdown of one {args.chunk_rows:,}-row chunk, 1 torch thread:")
+    print(table(["stage", "seconds", "rows/s", "share"], [list(s.values()) for s in stages]))
+    per_core = stages[-1]["rows_per_s"]
+    print(f"Spark generation reaches {speed['ours'] / per_core:.2f} x the in-process single-thread chunk rate "
+          f"({host['nproc']} cores available)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=1)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
