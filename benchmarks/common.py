@@ -33,13 +33,13 @@ def machine() -> dict[str, object]:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned text table; floats get 4 significant decimals, None prints as '-'."""
+    """Left-aligned text table; floats get 4 significant digits (thousands as integers), None prints as '-'."""
 
     def cell(value: object) -> str:
         if value is None:
             return "-"
         if isinstance(value, float):
-            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}" if abs(value) < 1 else f"{value:.3f}"
+            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
         if isinstance(value, int):
             return f"{value:,}"
         return str(value)

@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def _status(pid: int) -> dict[str, int]:
-    """VmRSS/VmHWM in KiB and the parent pid of one process, from /proc (no psutil needed)."""
+    """VmRSS/VmHWM/Pss in KiB and the parent pid of one process, from /proc (no psutil needed)."""
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
         for line in handle:
@@ -57,6 +57,18 @@ def _status(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM", "PPid"):
                 out[key] = int(value.split()[0])
     return out
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in KiB: forked workers share pages with their daemon, so RSS sums overcount."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def process_tree(root: int) -> dict[int, tuple[str, dict[str, int]]]:
@@ -84,9 +96,9 @@ def process_tree(root: int) -> dict[int, tuple[str, dict[str, int]]]:
 
 
 class MemorySampler(threading.Thread):
-    """Samples the summed RSS of driver, JVM and Python workers every 0.2 s; keeps the peak per phase.
+    """Samples the RSS of driver, JVM and Python workers (summed) and the total PSS every 0.2 s.
 
-    Python workers are forked per task and may exit between samples, so peaks are a lower bound.
+    Keeps the peak of each per phase. Workers may exit between samples, so peaks are a lower bound.
     """
 
     def __init__(self) -> None:
@@ -97,13 +109,14 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(0.2):
-            roles: dict[str, float] = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
-            for role, status in process_tree(os.getpid()).values():
-                roles[role] += status.get("VmRSS", 0) / 1024
-            roles["total"] = sum(roles.values())
-            peak = self.peaks.setdefault(self.phase, dict.fromkeys(roles, 0.0))
-            for key, mib in roles.items():
-                peak[key] = max(peak[key], mib)
+            mib: dict[str, float] = {"driver": 0.0, "jvm": 0.0, "workers": 0.0, "total_pss": 0.0, "n_workers": 0}
+            for pid, (role, status) in process_tree(os.getpid()).items():
+                mib[role] += status.get("VmRSS", 0) / 1024
+                mib["total_pss"] += _pss(pid) / 1024
+                mib["n_workers"] += role == "workers"
+            peak = self.peaks.setdefault(self.phase, dict.fromkeys(mib, 0.0))
+            for key, value in mib.items():
+                peak[key] = max(peak[key], value)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -197,50 +210,57 @@ def main() -> None:
         model_dir = args.model or train_small(spark, data, work, args.train_minutes)
         ours_out, base_out = os.path.join(work, "ours"), os.path.join(work, "baseline")
 
-        def ours(rows: int, seed: int) -> None:
-            generate(GenerateConfig(model=model_dir, rows=rows, output=ours_out, mode="overwrite", seed=seed), spark)
+        def ours(rows: int, seed: int, chunk_size: int = 100_000) -> None:
+            generate(GenerateConfig(model=model_dir, rows=rows, output=ours_out, mode="overwrite", seed=seed,
+                                    chunk_size=chunk_size), spark)
 
         def baseline(rows: int, seed: int) -> None:
             baseline_frame(spark, census, rows, seed).write.mode("overwrite").parquet(base_out)
 
         sampler.phase = "warm-up"  # first jobs pay for JIT, worker start and the generator build per worker
-        ours(20_000, 99)
-        baseline(20_000, 99)
+        parallelism = spark.sparkContext.defaultParallelism
+        ours(5_000 * parallelism, 99, chunk_size=5_000)  # one chunk per task: every worker builds its generator
+        baseline(5_000 * parallelism, 99)
         times: dict[str, list[float]] = {"ours": [], "baseline": []}
         for r in range(args.repeats):
             for name, job in (("ours", ours), ("baseline", baseline)):
                 sampler.phase = name
                 times[name].append(timed(lambda job=job, r=r: job(args.rows, r)))
                 print(f"round {r + 1}: {name} {times[name][-1]:.1f} s")
-        assert spark.read.parquet(ours_out).count() == args.rows
+        sampler.phase = "check"
+        written = spark.read.parquet(ours_out).count()
+        if written != args.rows:
+            raise SystemExit(f"spark-synth wrote {written} rows, not {args.rows}")
         sampler.phase = "breakdown"
         stages = breakdown(model_dir, args.chunk_rows)
         spark.stop()
     finally:
         sampler.stop()
         shutil.rmtree(work, ignore_errors=True)
-    hwm = {role: 0.0 for role in ("driver", "jvm", "workers")}
-    for role, status in process_tree(os.getpid()).values():  # JVM and workers are gone after stop: driver only
-        hwm[role] += status.get("VmHWM", 0) / 1024
+    driver_hwm = _status(os.getpid()).get("VmHWM", 0) / 1024
 
     best = {k: min(v) for k, v in times.items()}
     speed = {k: args.rows / v for k, v in best.items()}
     result = {"benchmark": "generation_speed", "rows": args.rows, "repeats": args.repeats, "master": args.master,
               "machine": host, "seconds": times, "rows_per_s_best": speed,
               "ratio_ours_over_baseline": speed["ours"] / speed["baseline"],
-              "peak_rss_mib_sampled": sampler.peaks, "driver_vmhwm_mib": hwm["driver"], "breakdown": stages}
+              "peak_mib_sampled": sampler.peaks, "driver_vmhwm_mib": driver_hwm, "breakdown": stages}
 
     print(f"\ngeneration speed, {args.rows:,} rows x {args.repeats}, {args.master}, "
           f"{host['nproc']} x {host['cpu']}, load {host['loadavg_1m_at_start']}")
+    columns = ("driver", "jvm", "n_workers", "workers", "total_pss")
     rows = []
     for name in ("ours", "baseline"):
         peak = sampler.peaks.get(name, {})
-        rows.append([name, " / ".join(f"{t:.1f}" for t in times[name]), speed[name],
-                     peak.get("driver"), peak.get("jvm"), peak.get("workers"), peak.get("total")])
-    print(table(["job", "seconds (each round)", "rows/s (best)", "driver MiB", "JVM MiB", "py workers MiB",
-                 "total MiB"], rows))
-    print(f"ratio ours/baseline (rows/s): {result['ratio_ours_over_baseline']:.3f}   "
-          f"(driver VmHWM {hwm['driver']:.0f} MiB; MiB columns: peak RSS sampled every 0.2 s during the job)")
+        rounds = " / ".join(f"{t:.1f}" for t in times[name])
+        rows.append([name, rounds, speed[name], *(round(peak[k]) if k in peak else None for k in columns)])
+    header = ["job", "seconds (each round)", "rows/s (best)", "driver MiB", "JVM MiB", "py workers",
+              "py workers MiB", "total MiB (PSS)"]
+    print(table(header, rows))
+    print(f"ratio ours/baseline (rows/s): {result['ratio_ours_over_baseline']:.3f}")
+    print("MiB: peak RSS per role, and peak total PSS (shared pages counted once), sampled every 0.2 s during each"
+          f" job; driver VmHWM over the run: {driver_hwm:.0f} MiB. Python workers are reused, so the"
+          " baseline's worker figures are the idle workers ours left.")
     print(f"\nin-process breakdown of one {args.chunk_rows:,}-row chunk, 1 torch thread:")
     print(table(["stage", "seconds", "rows/s", "share"], [list(s.values()) for s in stages]))
     per_core = stages[-1]["rows_per_s"]

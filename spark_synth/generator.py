@@ -25,7 +25,7 @@ from spark_synth.model.argn import FlatARGN, ModelConfig
 
 FORMAT_VERSION = 1
 FILES = ("stats.json", "model.json", "weights.safetensors", "meta.json")
-SUB_BATCH = 8192  # rows sampled at once inside a chunk; part of the output contract, keep fixed
+SUB_BATCH = 2048  # rows sampled at once inside a chunk (cache-sized); part of the output contract, keep fixed
 
 
 @dataclass
@@ -95,6 +95,7 @@ class Generator:
     # ---- sampling ---------------------------------------------------------------------
     @property
     def tables(self) -> list:
+        """The sampler's lookup tables, built once per generator."""
         if self._tables is None:
             self._tables = self.model.lookup_tables()
         return self._tables

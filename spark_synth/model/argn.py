@@ -108,15 +108,19 @@ class FlatARGN(nn.Module):
 
     # ---- generation -------------------------------------------------------------------
     @torch.no_grad()
-    def lookup_tables(self) -> list[list[torch.Tensor]]:
-        """tables[i][j] = embed_i(all codes) @ W1[j, rows of i] + W1[j, known-bit of i]: (card_i, H)."""
+    def lookup_tables(self) -> torch.Tensor:
+        """(S, total codes, H): row ``code_offset[i] + c`` of table k is the contribution of sub-column i
+        holding code c to head k's first layer, ``embed_i(c) @ W1[k, rows of i] + W1[k, known-bit of i]``.
+
+        A head's pre-activation is then a sum of table rows over the codes drawn before it: one fused
+        ``embedding_bag`` per step, for any drawing order.
+        """
         base = int(self.embed_offsets[-1])
-        tables = []
+        parts = []
         for i, emb in enumerate(self.embeddings):
             lo, hi = self.embed_offsets[i], self.embed_offsets[i + 1]
-            per_head = torch.einsum("cd,jdh->jch", emb.weight, self.w1[:, lo:hi, :]) + self.w1[:, base + i, :].unsqueeze(1)
-            tables.append(list(per_head.unbind(0)))
-        return tables
+            parts.append(torch.einsum("cd,kdh->kch", emb.weight, self.w1[:, lo:hi, :]) + self.w1[:, base + i, :].unsqueeze(1))
+        return torch.cat(parts, dim=1).contiguous()
 
     @torch.no_grad()
     def sample(
@@ -126,27 +130,29 @@ class FlatARGN(nn.Module):
         column_order: list[int] | None = None,
         fixed: dict[int, torch.Tensor] | None = None,
         temperature: float = 1.0,
-        tables: list[list[torch.Tensor]] | None = None,
+        tables: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw (n, S) codes; sub-columns in ``fixed`` (index -> codes) are taken as given.
 
         Fixed sub-columns should come first in ``column_order`` for conditional generation.
         """
-        order = self.sub_order(column_order if column_order is not None else list(range(len(self.config.column_slices))))
+        columns = column_order if column_order is not None else list(range(len(self.config.column_slices)))
         tables = tables if tables is not None else self.lookup_tables()
+        code_offset = torch.tensor([0, *self.config.cardinalities]).cumsum(0)
         fixed = fixed or {}
         codes = torch.zeros(n, self.n_sub, dtype=torch.long)
-        acc = self.b1.unsqueeze(1).expand(self.n_sub, n, -1).clone()  # (S, n, H) pre-activations
-        remaining = order.tolist()
-        for step, j in enumerate(order.tolist()):
+        drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long)  # table rows of the codes drawn so far
+        for p, j in enumerate(self.sub_order(columns).tolist()):
             if j in fixed:
-                codes[:, j] = fixed[j]
+                drawn = fixed[j].long()
             else:
-                hidden = torch.nn.functional.gelu(self.norm(acc[j]))
+                pre = self.b1[j].expand(n, -1)
+                if p:
+                    pre = pre + torch.nn.functional.embedding_bag(drawn_rows[:, :p].contiguous(), tables[j], mode="sum")
+                hidden = torch.nn.functional.gelu(self.norm(pre))
                 card = self.config.cardinalities[j]
                 logits = torch.addmm(self.b2[j, :card] + self.code_bias[j, :card], hidden, self.w2[j, :, :card])
-                codes[:, j] = draw(logits, generator, temperature)
-            drawn = codes[:, j]
-            for k in remaining[step + 1 :]:
-                acc[k].add_(tables[j][k].index_select(0, drawn))
+                drawn = draw(logits, generator, temperature)
+            codes[:, j] = drawn
+            drawn_rows[:, p] = drawn + code_offset[j]
         return codes
