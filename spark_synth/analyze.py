@@ -37,19 +37,20 @@ MAX_CATEGORIES = 10_000
 N_QUANTILES = 100
 KEY_DISTINCT_RATIO = 0.95
 KEY_MIN_ROWS = 20
+KEY_MAX_SPAN = 10  # integer ids span at most this many values per row
 
 
 def col(name: str):
     return F.col(f"`{name}`")
 
 
-def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int) -> dict[str, Any]:
+def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input") -> dict[str, Any]:
     """Protected statistics (JSON-able) for every planned column, in table order."""
     k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
     overview = _overview(df, plans)
     n_rows = overview["n"]
     if n_rows == 0:
-        raise SynthError("the input table is empty.", "Point --data at a table with rows.")
+        raise SynthError(f"{source_name} is empty (0 rows).", "Point --data at a table with rows.")
     all_null = [p.name for p in plans if overview[p.name]["non_null"] == 0]
     if all_null:
         raise SynthError(f"column(s) {all_null} hold only nulls, so nothing can be learned from them.",
@@ -119,10 +120,15 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int) -> dict[str, Any]
 
 
 def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:
-    """Identifier-like: (nearly) every row has its own string or integer value and none is null."""
+    """Identifier-like: (nearly) every row has its own value, none is null, and for integers the values
+    are a dense range (ids with small gaps), so that a unique-valued measurement (a weight) stays a number.
+    """
     if p.spark_type not in ("string", "int", "bigint") or n_rows < KEY_MIN_ROWS:
         return False
-    return info["non_null"] == n_rows and info["distinct"] >= KEY_DISTINCT_RATIO * n_rows
+    unique = info["non_null"] == n_rows and info["distinct"] >= KEY_DISTINCT_RATIO * n_rows
+    if p.spark_type == "string" or not unique:
+        return unique
+    return info["span"] is not None and info["span"] <= KEY_MAX_SPAN * n_rows
 
 
 def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
@@ -132,6 +138,8 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
         exprs += [F.count(c).alias(f"nn{i}"), F.approx_count_distinct(c, 0.02).alias(f"d{i}")]
         if p.kind == "numeric" and not is_integer_type(p.spark_type):
             exprs.append(F.sum(F.when(c.cast("double") != F.floor(c.cast("double")), 1).otherwise(0)).alias(f"f{i}"))
+        if p.spark_type in ("int", "bigint"):  # only to tell sequential ids from measurements; never stored
+            exprs.append((F.max(c) - F.min(c) + 1).alias(f"span{i}"))
         if p.spark_type.startswith("timestamp"):
             micros = F.unix_micros(c.cast("timestamp"))
             exprs.append(F.max(F.when(micros % 86_400_000_000 != 0, 1).otherwise(0)).alias(f"t{i}"))
@@ -141,6 +149,8 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
         info: dict[str, Any] = {"non_null": int(row[f"nn{i}"]), "distinct": int(row[f"d{i}"])}
         if f"f{i}" in row:
             info["integral"] = (row[f"f{i}"] or 0) == 0
+        if f"span{i}" in row:
+            info["span"] = row[f"span{i}"]
         if f"t{i}" in row:
             info["has_time"] = bool(row[f"t{i}"])
         out[p.name] = info

@@ -102,17 +102,21 @@ class Generator:
 
     def generate_chunk(self, seed: int, chunk_id: int, n_rows: int, first_row: int,
                        temperature: float = 1.0) -> pa.RecordBatch:
-        """The rows of one chunk: every random draw comes from generators seeded by (seed, chunk id)."""
+        """The rows of one chunk: every random draw comes from generators seeded by (seed, chunk id).
+
+        Sub-batches are always drawn whole and the last one truncated, so a chunk's first m rows
+        do not depend on its length: ``sample(n)`` is a prefix of any longer generation.
+        """
         sequence = np.random.SeedSequence([seed, chunk_id])
         torch_seed, numpy_seed = sequence.generate_state(2, dtype=np.uint64)
         torch_rng = torch.Generator().manual_seed(int(torch_seed) & 0x7FFF_FFFF_FFFF_FFFF)
         numpy_rng = np.random.default_rng(int(numpy_seed))
         batches = []
         for start in range(0, n_rows, SUB_BATCH):
-            size = min(SUB_BATCH, n_rows - start)
-            codes = self.model.sample(size, torch_rng, temperature=temperature, tables=self.tables)
-            row_ids = np.arange(first_row + start, first_row + start + size, dtype=np.int64)
-            batches.append(self.codec.decode(codes.numpy(), numpy_rng, row_ids))
+            codes = self.model.sample(SUB_BATCH, torch_rng, temperature=temperature, tables=self.tables)
+            row_ids = np.arange(first_row + start, first_row + start + SUB_BATCH, dtype=np.int64)
+            decoded = self.codec.decode(codes.numpy(), numpy_rng, row_ids)
+            batches.append(decoded.slice(0, min(SUB_BATCH, n_rows - start)))
         if not batches:
             return self.empty_batch()
         return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
@@ -127,7 +131,7 @@ class Generator:
         return pa.schema([(c["name"], arrow_type(c["spark_type"])) for c in self.stats["columns"]])
 
     def sample(self, n: int, seed: int = 0, chunk_size: int = 100_000) -> pd.DataFrame:
-        """n synthetic rows in this process, identical to the first n rows Spark generation writes."""
+        """n synthetic rows in this process: the first n rows of any Spark generation with this seed and chunk size."""
         if n <= 0:
             raise SynthError(f"cannot sample {n} rows.", "Ask for a positive number of rows.")
         parts = [

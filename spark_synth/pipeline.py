@@ -45,10 +45,15 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     """Train a generator on ``config.data`` and track it in MLflow; the source is only read."""
     spark = spark or get_spark(config.master)
     started = time.monotonic()
+    _check_model_dir(config)
+    tracking_uri = tracking.configure(config.tracking_uri)
+    tracking.check_experiment(config.experiment)
+    tracking.check_model_name(config.registered_model)
     source = read_table(spark, config.data, config.format)
     plans = plan_columns(source.schema, config.columns)
     df = _normalize(source.select(*[F.col(f"`{p.name}`") for p in plans]), plans)
-    stats = analyze(df, plans, config.seed)
+    source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
+    stats = analyze(df, plans, config.seed, source_name)
     stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
     codec = TableCodec(stats)
 
@@ -71,7 +76,6 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
-    tracking_uri = tracking.configure(config.tracking_uri)
     params = config.model_dump(exclude={"data"}) | {"data": config.data if isinstance(config.data, str) else "DataFrame"}
     params |= {"n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
                "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
@@ -94,17 +98,19 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
             metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
             print(format_summary(quality))
         metrics["total_seconds"] = time.monotonic() - started
-        import mlflow
-
-        mlflow.log_metrics(metrics)
-        model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed), config.registered_model)
+        try:
+            tracking.log_metrics(metrics)
+            model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
+                                               config.registered_model)
+        except BaseException:
+            shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
+            raise
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 
 def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     """Write ``config.rows`` synthetic rows to ``config.output``; returns the number of rows written."""
-    model_dir = tracking.resolve_generator_dir(config.model, config.tracking_uri)
-    generator = Generator.load(model_dir)
+    generator = tracking.load_generator(config.model, config.tracking_uri)
     spark = spark or get_spark(config.master)
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
@@ -118,6 +124,21 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
             delete_path(spark, config.output)
         raise
     return config.rows
+
+
+def _check_model_dir(config: TrainConfig) -> None:
+    """The model dir is replaced on success: refuse one that holds anything but a generator, or the input."""
+    target = os.path.abspath(config.model_dir)
+    if isinstance(config.data, str) and "://" not in config.data:
+        source = os.path.abspath(config.data)
+        if source == target or source.startswith(target + os.sep) or target.startswith(source + os.sep):
+            raise SynthError(f"--model-dir {config.model_dir} overlaps the input {config.data}.",
+                             "Choose a --model-dir outside the input data.")
+    if os.path.isfile(target):
+        raise SynthError(f"--model-dir {config.model_dir} is a file.", "Choose a --model-dir that is a directory path.")
+    if os.path.isdir(target) and os.listdir(target) and not os.path.isfile(os.path.join(target, "stats.json")):
+        raise SynthError(f"--model-dir {config.model_dir} already exists and holds files that are not a generator.",
+                         "Choose a new or empty --model-dir (a previous generator there is replaced).")
 
 
 def _normalize(df: DataFrame, plans: list) -> DataFrame:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from spark_synth.errors import SynthError
+
+if TYPE_CHECKING:
+    from spark_synth.generator import Generator
 
 GENERATOR_ARTIFACT = "generator"
 _SECRET = re.compile(r"(//[^/:@]+:)[^@/]+@")
@@ -44,6 +48,38 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def check_experiment(experiment: str) -> None:
+    """Fail before any work if the experiment cannot take runs; create it with artifacts beside a sqlite store.
+
+    MLflow's default artifact root is ``./mlruns`` of whatever directory the job runs in; keeping
+    artifacts next to ``mlflow.db`` keeps one store in one place.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            uri = mlflow.get_tracking_uri()
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = os.path.join(os.path.dirname(uri[len("sqlite:///"):]) or ".", "mlartifacts")
+            mlflow.create_experiment(experiment, artifact_location=location)
+        elif found.lifecycle_stage == "deleted":
+            raise SynthError(f"MLflow experiment '{experiment}' is deleted.",
+                             "Restore it (mlflow experiments restore) or pass another --experiment.")
+    except MlflowException as exc:
+        raise SynthError(f"MLflow cannot use experiment '{experiment}': {exc.message[:300]}",
+                         "Check --tracking-uri / MLFLOW_TRACKING_URI and the experiment name.") from exc
+
+
+def check_model_name(name: str | None) -> None:
+    """Registry names may not contain '/' or ':'; say so before training, not after."""
+    if name is not None and (not name.strip() or any(ch in name for ch in "/:")):
+        raise SynthError(f"'{name}' is not a valid MLflow registered model name (no '/' or ':', not empty).",
+                         "Pass another --register name, e.g. census-generator.")
+
+
 @contextmanager
 def training_run(experiment: str, params: dict[str, Any]) -> Iterator[Any]:
     """An MLflow run that ends FAILED if the body raises."""
@@ -61,13 +97,20 @@ def log_epoch(epoch: int, record: dict[str, float]) -> None:
     mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
 
 
+def log_metrics(metrics: dict[str, float]) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+
+
 def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) -> str:
     """Log the generator files and a pyfunc over them; register under ``register`` if given.
 
     Returns the model URI (``models:/NAME/VERSION`` when registered, else ``runs:/...``).
     """
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     import spark_synth
 
@@ -75,7 +118,9 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     code_file = os.path.join(os.path.dirname(spark_synth.__file__), "mlflow_model.py")
     with warnings.catch_warnings():  # MLflow's generic hints about int columns and input examples
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(pd.DataFrame({"rows": [len(sample)], "seed": [0]}), sample)
+        output = infer_signature(sample).inputs  # the generated columns and their types
+        request = Schema([ColSpec("long", "rows"), ColSpec("long", "seed", required=False)])
+        signature = ModelSignature(inputs=request, outputs=output)
         info = mlflow.pyfunc.log_model(
             name="pyfunc",
             python_model=code_file,
@@ -90,20 +135,25 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     return info.model_uri
 
 
-def resolve_generator_dir(model: str, tracking_uri: str | None = None) -> str:
-    """A local directory with the generator files, from a path, ``models:/...`` or ``runs:/...`` URI."""
+def load_generator(model: str, tracking_uri: str | None = None) -> Generator:
+    """A generator from a directory, or from a ``models:/...`` / ``runs:/...`` URI (downloaded, then removed)."""
+    from spark_synth.generator import Generator
+
     if not model.startswith(("models:/", "runs:/")):
-        return model
+        return Generator.load(model)
     import mlflow
 
     configure(tracking_uri)
     target = tempfile.mkdtemp(prefix="spark-synth-model-")
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=target)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing model
-        raise SynthError(f"could not load {model} from MLflow ({type(exc).__name__}: {str(exc)[:200]}).",
-                         "Check the model name/version and MLFLOW_TRACKING_URI (or --tracking-uri).") from exc
-    for root, _dirs, files in os.walk(local):
-        if "stats.json" in files and "weights.safetensors" in files:
-            return root
-    raise SynthError(f"{model} holds no spark-synth generator files.", "Pass a model logged by `spark-synth train`.")
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=target)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing model
+            raise SynthError(f"could not load {model} from MLflow ({type(exc).__name__}: {str(exc)[:200]}).",
+                             "Check the model name/version and MLFLOW_TRACKING_URI (or --tracking-uri).") from exc
+        for root, _dirs, files in os.walk(local):
+            if "stats.json" in files and "weights.safetensors" in files:
+                return Generator.load(root)
+        raise SynthError(f"{model} holds no spark-synth generator files.", "Pass a model logged by `spark-synth train`.")
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

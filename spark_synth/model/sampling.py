@@ -10,11 +10,18 @@ import torch
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
-    """One code per row from ``softmax(logits / temperature)``; -inf logits are never drawn."""
+    """One code per row from ``softmax(logits / temperature)``; a code of probability 0 is never drawn."""
     if temperature != 1.0:
         logits = logits / temperature
-    probs = torch.softmax(logits.float(), dim=-1)
+    return pick(torch.softmax(logits.float(), dim=-1), torch.rand(logits.shape[0], generator=generator))
+
+
+def pick(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF choice: row i takes the first code whose cumulative probability exceeds uniform[i]."""
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(logits.shape[0], 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
-    index = (cdf < u).sum(dim=-1)
-    return index.clamp_(max=logits.shape[-1] - 1)
+    u = uniform.to(cdf.dtype).unsqueeze(1) * cdf[:, -1:]
+    # zero-probability codes never exceed u, even at u == 0
+    index = (cdf <= u).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+    # float rounding can still land past the last possible code: fall back to the likeliest one
+    impossible = probs.gather(1, index.unsqueeze(1)).squeeze(1) == 0
+    return torch.where(impossible, probs.argmax(dim=-1), index)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from spark_synth.model.argn import FlatARGN, ModelConfig
-from spark_synth.model.sampling import draw
+from spark_synth.model.sampling import draw, pick
 from spark_synth.train.loop import TrainSettings, fit
 
 
@@ -90,3 +90,9 @@ def test_training_learns_a_dependency_between_columns() -> None:
     fixed = torch.randint(0, 3, (500,))
     out = model.sample(500, torch.Generator().manual_seed(0), column_order=[1, 0], fixed={1: fixed})
     assert (out[:, 0] == fixed).float().mean() > 0.95  # any order: x inferred from y too
+
+
+def test_pick_never_returns_an_impossible_code_at_the_edges_of_u() -> None:
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]]).expand(4, 5)
+    for value in (0.0, 0.25, 1.0 - 2**-24, 1.0):
+        assert set(pick(probs, torch.full((4,), value)).tolist()) <= {1, 3}

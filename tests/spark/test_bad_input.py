@@ -1,0 +1,246 @@
+"""Bad input through `spark-synth`: exit status 2, the problem and a fix on stderr, nothing written or changed.
+
+Every case snapshots the directories involved (the test's tmp dir, the shared generator) before the
+command and compares them after: the source is unchanged and no model dir, output or staging
+directory is left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_synth import cli
+
+
+def problem_and_fix(stderr: str) -> tuple[str, str]:
+    lines = stderr.splitlines()
+    problem = [line for line in lines if line.startswith("error: ")]
+    fix = [line for line in lines if line.strip().startswith("fix: ")]
+    assert problem, f"no 'error:' line on stderr:\n{stderr}"
+    assert fix, f"no 'fix:' line on stderr:\n{stderr}"
+    return problem[0], fix[0]
+
+
+def assert_rejected(argv: list[str], capsys, digest, watched: list[Path], names: list[str], fix: list[str]) -> None:
+    """``argv`` exits 2, its error names every item of ``names``, its fix every item of ``fix``, and nothing
+    under ``watched`` changes. All the ways it falls short are reported together."""
+    before = {str(p): digest(p) for p in watched}
+    capsys.readouterr()
+    try:
+        outcome: object = cli.run(argv)
+    except Exception as exc:  # noqa: BLE001 - a crash is one of the problems reported below
+        outcome = exc
+    stderr = capsys.readouterr().err
+    problems = []
+    if isinstance(outcome, Exception):
+        problems.append(f"raised {type(outcome).__name__}: {str(outcome)[:300]} (expected exit status 2)")
+    elif outcome != 2:
+        problems.append(f"exit status {outcome!r} (expected 2)")
+    else:
+        problem, fix_line = problem_and_fix(stderr)
+        problems += [f"{name!r} not named in {problem!r}" for name in names if name.lower() not in problem.lower()]
+        problems += [f"{word!r} not in {fix_line!r}" for word in fix if word.lower() not in fix_line.lower()]
+        if len(fix_line.split("fix:", 1)[1].strip()) <= 10:
+            problems.append(f"no real fix in {fix_line!r}")
+        if "Traceback" in stderr:
+            problems.append("a traceback on stderr")
+    for path, old in before.items():
+        new = digest(Path(path))
+        removed = sorted(set(old) - set(new))
+        added = sorted(set(new) - set(old))
+        modified = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+        if removed or added or modified:
+            problems.append(f"{path} changed: removed {removed}, added {added}, modified {modified}")
+    assert not problems, "\n".join(problems)
+
+
+def train_argv(data: Path | str, model_dir: Path, store, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--model-dir", str(model_dir), "--max-minutes", "0.1",
+            "--tracking-uri", store.uri, "--no-progress", *extra]
+
+
+@pytest.fixture
+def census_file(tmp_path: Path, census_sample: pd.DataFrame) -> Path:
+    path = tmp_path / "census.parquet"
+    census_sample.head(500).to_parquet(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- train
+
+
+def test_missing_input_file(spark, tmp_path: Path, mlflow_store, capsys, digest) -> None:
+    missing, model_dir = tmp_path / "nope.parquet", tmp_path / "model"
+    assert_rejected(train_argv(missing, model_dir, mlflow_store), capsys, digest, [tmp_path],
+                    names=[str(missing)], fix=["path"])
+    assert not missing.exists() and not model_dir.exists()
+
+
+def test_unknown_column_in_config(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("columns:\n  no_such_column:\n    exclude: true\n")
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
+                    [tmp_path], names=["no_such_column"], fix=["columns"])
+    assert not model_dir.exists()
+
+
+def test_unknown_setting_in_yaml(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("max_minuts: 1\n")
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
+                    [tmp_path], names=["max_minuts", str(config)], fix=["setting"])
+    assert not model_dir.exists()
+
+
+def test_bad_yaml(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("max_minutes: [1, 2\nseed: 3\n")
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
+                    [tmp_path], names=[str(config), "YAML"], fix=["YAML"])
+    assert not model_dir.exists()
+
+
+def test_empty_table(spark, tmp_path: Path, census_sample: pd.DataFrame, mlflow_store, capsys, digest) -> None:
+    empty = tmp_path / "empty.parquet"
+    census_sample.iloc[:0].to_parquet(empty, index=False)
+    assert pq.read_schema(empty).names == list(census_sample.columns)
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(empty, model_dir, mlflow_store), capsys, digest, [tmp_path],
+                    names=["empty"], fix=["rows"])
+    assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("arrow_type, value", [(pa.string(), None), (pa.float64(), float("nan"))],
+                         ids=["string-nulls", "double-nan"])
+def test_all_null_column(spark, tmp_path: Path, census_sample: pd.DataFrame, mlflow_store, capsys, digest,
+                         arrow_type, value) -> None:
+    table = pa.Table.from_pandas(census_sample.head(500), preserve_index=False)
+    table = table.append_column(pa.field("all_null_col", arrow_type), pa.array([value] * 500, type=arrow_type))
+    data = tmp_path / "with_null_column.parquet"
+    pq.write_table(table, data)
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(data, model_dir, mlflow_store), capsys, digest, [tmp_path],
+                    names=["all_null_col"], fix=["exclude"])
+    assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("column, ddl, value, type_name", [
+    ("props", "map<string,int>", {"a": 1}, "map"),
+    ("address", "struct<city:string,zip:int>", ("Paris", 75001), "struct"),
+])
+def test_nested_column(spark, tmp_path: Path, mlflow_store, capsys, digest, column, ddl, value, type_name) -> None:
+    data = tmp_path / f"{column}.parquet"
+    rows = [(i, f"name-{i % 7}", value) for i in range(200)]
+    spark.createDataFrame(rows, f"id int, name string, {column} {ddl}").coalesce(1).write.parquet(str(data))
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(data, model_dir, mlflow_store), capsys, digest, [tmp_path],
+                    names=[column, type_name], fix=["exclude"])
+    assert not model_dir.exists()
+
+
+def test_delta_format_on_non_delta_directory(spark, tmp_path: Path, census_sample: pd.DataFrame, mlflow_store,
+                                             capsys, digest) -> None:
+    data = tmp_path / "plain_parquet_dir"
+    data.mkdir()
+    census_sample.head(500).to_parquet(data / "part-0.parquet", index=False)
+    model_dir = tmp_path / "model"
+    assert_rejected(train_argv(data, model_dir, mlflow_store, "--format", "delta"), capsys, digest, [tmp_path],
+                    names=[str(data), "Delta"], fix=["--format"])
+    assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "generate"])
+def test_wrong_format_value(tmp_path: Path, capsys, command: str) -> None:
+    argv = [command, "--format", "xlsx", "--model-dir" if command == "train" else "--model", str(tmp_path / "m")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(argv)
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "--format" in stderr and "'xlsx'" in stderr
+    assert "choose from" in stderr and "parquet" in stderr  # the valid values are the fix
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def generate_argv(model: Path | str, output: Path, *extra: str) -> list[str]:
+    return ["generate", "--model", str(model), "--output", str(output), *extra]
+
+
+@pytest.mark.parametrize("rows", ["0", "-5"])
+def test_rows_not_positive(spark, trained_generator, tmp_path: Path, capsys, digest, rows: str) -> None:
+    out = tmp_path / "out"
+    assert_rejected(generate_argv(trained_generator.model_dir, out, "--rows", rows), capsys, digest,
+                    [tmp_path, trained_generator.model_dir], names=["rows"], fix=["setting"])
+    assert not out.exists()
+
+
+def test_output_already_exists(spark, trained_generator, tmp_path: Path, capsys, digest) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("do not touch")
+    assert_rejected(generate_argv(trained_generator.model_dir, out, "--rows", "100"), capsys, digest,
+                    [tmp_path, trained_generator.model_dir], names=[str(out), "exists"], fix=["--mode overwrite"])
+
+
+def test_append_delta_to_non_delta_output(spark, trained_generator, tmp_path: Path, capsys, digest) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    pd.DataFrame({"x": [1, 2]}).to_parquet(out / "part-0.parquet", index=False)
+    argv = generate_argv(trained_generator.model_dir, out, "--rows", "100", "--format", "delta", "--mode", "append")
+    assert_rejected(argv, capsys, digest, [tmp_path, trained_generator.model_dir],
+                    names=[str(out), "Delta"], fix=["format"])
+
+
+@pytest.mark.parametrize("kind", ["not-a-generator", "missing"])
+def test_model_dir_is_not_a_generator(spark, tmp_path: Path, capsys, digest, kind: str) -> None:
+    model_dir = tmp_path / "model"
+    if kind == "not-a-generator":
+        model_dir.mkdir()
+        (model_dir / "notes.txt").write_text("a directory, but no generator files")
+    out = tmp_path / "out"
+    assert_rejected(generate_argv(model_dir, out, "--rows", "100"), capsys, digest, [tmp_path],
+                    names=[str(model_dir)], fix=["--model-dir"])
+    assert not out.exists()
+
+
+def test_generate_bad_yaml(spark, trained_generator, tmp_path: Path, capsys, digest) -> None:
+    config = tmp_path / "generate.yaml"
+    config.write_text("rows: 100\n  output: [x\n")
+    out = tmp_path / "out"
+    assert_rejected(["generate", "--config", str(config), "--model", str(trained_generator.model_dir),
+                     "--output", str(out)], capsys, digest, [tmp_path, trained_generator.model_dir],
+                    names=[str(config), "YAML"], fix=["YAML"])
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------- model dir hazards
+
+
+def test_model_dir_that_is_the_input_directory(spark, tmp_path: Path, census_sample: pd.DataFrame, mlflow_store,
+                                               capsys, digest) -> None:
+    """Saving the generator must never replace the table it was trained on."""
+    data = tmp_path / "table"
+    data.mkdir()
+    census_sample.head(500).to_parquet(data / "part-0.parquet", index=False)
+    assert_rejected(train_argv(data, data, mlflow_store), capsys, digest, [tmp_path],
+                    names=[str(data)], fix=["--model-dir"])
+
+
+def test_model_dir_holding_other_files(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys,
+                                       digest) -> None:
+    """An existing directory that is not a generator is refused, not silently deleted and replaced."""
+    model_dir = tmp_path / "my-project"
+    model_dir.mkdir()
+    (model_dir / "notes.txt").write_text("someone's work")
+    assert_rejected(train_argv(census_file, model_dir, mlflow_store), capsys, digest, [tmp_path],
+                    names=[str(model_dir)], fix=["--model-dir"])
