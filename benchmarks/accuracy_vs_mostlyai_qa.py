@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import DEFAULT_DATA_DIR, SCORE, default_qa_python
 
 from spark_synth.evaluate.accuracy import accuracy_summary
 from spark_synth.spark import get_spark
@@ -47,9 +48,9 @@ def referee(qa_python: str, score: str, syn: Path, trn: Path, hol: Path, label: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qa-python", default="/work/qa-venv/bin/python")
-    ap.add_argument("--score", default="/work/shared/tools/score.py")
-    ap.add_argument("--data", default="/work/shared/data/census")
+    ap.add_argument("--qa-python", default=default_qa_python())
+    ap.add_argument("--score", default=SCORE)
+    ap.add_argument("--data", default=DEFAULT_DATA_DIR)
     ap.add_argument("--master", default="local[2]")
     args = ap.parse_args()
 

@@ -23,19 +23,13 @@ import tempfile
 import time
 from typing import Any
 
-from common import DEFAULT_DATA_DIR, REPO, RESULTS_DIR, machine, table
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, SCORE, default_qa_python, machine, table, write_result
 
-SCORE = os.path.join(REPO, "..", "shared", "tools", "score.py")
 TRAIN_ROWS = 39_074  # size of census_train.parquet; we generate as many rows as the training split
 TARGETS = {"overall": (">=", 0.97), "dcr_share": ("<=", 0.53), "tstr_gap": ("<=", 0.015)}
 REFERENCE = {"overall": 0.973, "univariate": 0.988, "bivariate": 0.975, "trivariate": 0.956,
              "dcr_share": 0.51, "tstr_auc": 0.916}  # MOSTLY AI SDK, 3 min training; real holdout: 0.984
 HOLDOUT_CEILING = 0.984
-
-
-def default_qa_python() -> str:
-    local = os.path.join(REPO, ".venv-qa", "bin", "python")
-    return local if os.path.exists(local) else "/work/qa-venv/bin/python"
 
 
 def parse_args() -> argparse.Namespace:
@@ -146,10 +140,7 @@ def main() -> None:
     print(f"\ncensus quality, max_minutes={args.max_minutes}, {host['nproc']} x {host['cpu']}, "
           f"load {host['loadavg_1m_at_start']}")
     print(report(figures))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=1)
-    print(f"written to {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

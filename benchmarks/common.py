@@ -8,6 +8,13 @@ from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_DIR = os.path.join(REPO, "..", "shared", "data", "census")
+SCORE = os.path.join(REPO, "..", "shared", "tools", "score.py")  # the referee (mostlyai-qa + TSTR)
+
+
+def default_qa_python() -> str:
+    """The referee's venv: `make qa-venv` builds .venv-qa; an older shared one is the fallback."""
+    local = os.path.join(REPO, ".venv-qa", "bin", "python")
+    return local if os.path.exists(local) else "/work/qa-venv/bin/python"
 RESULTS_DIR = os.path.join(REPO, "benchmarks", "results")
 
 
@@ -49,3 +56,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_result(result: dict, path: str) -> None:
+    """Save a benchmark's figures as JSON (what README quotes comes from these files)."""
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=1)
+    print(f"written to {path}")

@@ -16,7 +16,6 @@ Timings on a shared machine are noisy: compare the ratios within one run, not ab
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, machine, table
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, machine, table, write_result
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -266,10 +265,7 @@ def main() -> None:
     per_core = stages[-1]["rows_per_s"]
     print(f"Spark generation reaches {speed['ours'] / per_core:.2f} x the in-process single-thread chunk rate "
           f"({host['nproc']} cores available)")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=1)
-    print(f"written to {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

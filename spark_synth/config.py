@@ -38,8 +38,8 @@ class TrainConfig(_Strict):
     batch_size: int | None = Field(None, gt=0)
     learning_rate: float | None = Field(None, gt=0)
     hidden: int | None = Field(None, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    patience: int = Field(8, gt=0)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    patience: int = Field(10, gt=0)
     experiment: str = "spark-synth"
     tracking_uri: str | None = None
     work_dir: str | None = None

@@ -22,7 +22,7 @@ from spark_synth.errors import SynthError
 from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
 from spark_synth.generate import generate_dataframe
 from spark_synth.generator import Generator
-from spark_synth.io import delete_path, path_exists, read_table, write_table
+from spark_synth.io import path_exists, read_table, write_table
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.schema import plan_columns
 from spark_synth.spark import get_spark
@@ -49,24 +49,8 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     tracking_uri = tracking.configure(config.tracking_uri)
     tracking.check_experiment(config.experiment)
     tracking.check_model_name(config.registered_model)
-    source = read_table(spark, config.data, config.format)
-    plans = plan_columns(source.schema, config.columns)
-    df = _normalize(source.select(*[F.col(f"`{p.name}`") for p in plans]), plans)
-    source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
-    stats = analyze(df, plans, config.seed, source_name)
-    stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
-    codec = TableCodec(stats)
-
-    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
-    try:
-        split = with_split(df, config.seed, config.validation_fraction)
-        fields = encode_to_shards(split, stats, os.path.join(work_dir, "encoded"))
-        train_codes, val_codes = load_codes(os.path.join(work_dir, "encoded"), fields)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
-    if len(train_codes) == 0:
-        raise SynthError("every row fell into the validation split; the table is too small to train on.",
-                         "Provide more rows or lower validation_fraction.")
+    prepared = _prepare(config, spark)
+    codec, train_codes, val_codes = prepared.codec, prepared.train_codes, prepared.val_codes
 
     torch.manual_seed(config.seed)
     model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
@@ -76,29 +60,24 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
-    params = config.model_dump(exclude={"data"}) | {"data": config.data if isinstance(config.data, str) else "DataFrame"}
-    params |= {"n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
+    params = config.model_dump(exclude={"data", "tracking_uri"})
+    params |= {"data": config.data if isinstance(config.data, str) else "DataFrame",
+               "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
                "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
-    params.pop("tracking_uri", None)
     with tracking.training_run(config.experiment, params) as run:
         result = fit(model, train_codes, val_codes, settings, on_epoch=tracking.log_epoch)
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
                 "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id}
-        generator = Generator(stats, model_config, model.state_dict(), meta)
+        generator = Generator(prepared.stats, model_config, model.state_dict(), meta)
         generator.save(config.model_dir)
-        metrics = {"epochs": float(result.epochs), "best_epoch": float(result.best_epoch),
-                   "best_val_loss": result.best_val_loss, "train_seconds": result.seconds}
-        quality: dict[str, Any] = {}
-        if config.quality_rows:
-            validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
-            rows = min(config.quality_rows, max(len(val_codes), 1))
-            synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1)
-            quality = accuracy_summary(validation, synthetic, columns=[c.name for c in codec.modelled])
-            metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
-            print(format_summary(quality))
-        metrics["total_seconds"] = time.monotonic() - started
         try:
+            metrics = {"epochs": float(result.epochs), "best_epoch": float(result.best_epoch),
+                       "best_val_loss": result.best_val_loss, "train_seconds": result.seconds}
+            quality = _quality_summary(spark, generator, prepared.validation, config, len(val_codes))
+            if quality:
+                metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
+            metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
                                                config.registered_model)
@@ -108,6 +87,50 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 
+@dataclass
+class _Prepared:
+    stats: dict[str, Any]
+    codec: TableCodec
+    validation: DataFrame
+    train_codes: torch.Tensor
+    val_codes: torch.Tensor
+
+
+def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
+    """Read, plan, analyze (protected stats), split and encode; the codes come back as tensors."""
+    source = read_table(spark, config.data, config.format)
+    plans = plan_columns(source.schema, config.columns)
+    df = _normalize(source.select(*[F.col(f"`{p.name}`") for p in plans]), plans)
+    source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
+    stats = analyze(df, plans, config.seed, source_name)
+    stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
+    codec = TableCodec(stats)
+    split = with_split(df, config.seed, config.validation_fraction)
+    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
+    try:
+        fields = encode_to_shards(split, stats, os.path.join(work_dir, "encoded"))
+        train_codes, val_codes = load_codes(os.path.join(work_dir, "encoded"), fields)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
+    if len(train_codes) == 0:
+        raise SynthError("every row fell into the validation split; the table is too small to train on.",
+                         "Provide more rows or lower validation_fraction.")
+    validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
+    return _Prepared(stats, codec, validation, train_codes, val_codes)
+
+
+def _quality_summary(spark: SparkSession, generator: Generator, validation: DataFrame, config: TrainConfig,
+                     n_validation: int) -> dict[str, Any]:
+    """Accuracy of a fresh synthetic sample against the validation split (Spark aggregations), printed."""
+    if not config.quality_rows or n_validation == 0:
+        return {}
+    rows = min(config.quality_rows, n_validation)
+    synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1)
+    quality = accuracy_summary(validation, synthetic, columns=[c.name for c in generator.codec.modelled])
+    print(format_summary(quality))
+    return quality
+
+
 def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     """Write ``config.rows`` synthetic rows to ``config.output``; returns the number of rows written."""
     generator = tracking.load_generator(config.model, config.tracking_uri)
@@ -115,14 +138,7 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
     df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size, config.partitions)
-    try:
-        write_table(df, config.output, config.format, config.mode)
-    except SynthError:
-        raise
-    except Exception:
-        if config.mode == "error":
-            delete_path(spark, config.output)
-        raise
+    write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
     return config.rows
 
 

@@ -18,3 +18,4 @@ def spark() -> Iterator[object]:
     session.conf.set("spark.sql.shuffle.partitions", "4")
     yield session
     session.stop()
+

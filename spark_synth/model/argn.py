@@ -27,7 +27,7 @@ class ModelConfig:
     column_slices: list[tuple[int, int]]
     embedding_dims: list[int] = field(default_factory=list)
     hidden: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.3
 
     def __post_init__(self) -> None:
         self.column_slices = [tuple(s) for s in self.column_slices]

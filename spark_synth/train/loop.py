@@ -25,9 +25,9 @@ class TrainSettings:
     batch_size: int | None = None  # None: sized to the data
     learning_rate: float | None = None  # None: scaled with the batch size
     weight_decay: float = 1e-4
-    patience: int = 8  # epochs without validation improvement before stopping
+    patience: int = 10  # epochs without validation improvement before stopping
     lr_patience: int = 3
-    canonical_order_share: float = 0.5  # share of batches in table order; the rest use random orders
+    canonical_order_share: float = 0.25  # share of batches in table order; the rest use random orders
     seed: int = 0
     progress: bool = True
 

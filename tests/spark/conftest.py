@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-CENSUS = Path("/work/shared/data/census/census_train.parquet")
+CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
+
+CENSUS = CENSUS_DIR / "census_train.parquet"
 SAMPLE_ROWS = 3_000
 REGISTERED_NAME = "spark_synth_test_census"
 

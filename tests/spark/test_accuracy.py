@@ -12,7 +12,9 @@ import pytest
 
 from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
 
-CENSUS = Path("/work/shared/data/census")
+CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
+
+CENSUS = CENSUS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from spark_synth.encoding.protect import K_MIN
 from spark_synth.generator import FILES
 from spark_synth.pipeline import train
 
+CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
+
 PLANTED_CATEGORY = "Planted-Unique-Category-XYZ"
 PLANTED_GAIN = 987_654_321
 PLANTED_AGE = 150
@@ -35,7 +37,7 @@ SYNTHETIC_ROWS = 1_000_000
 @pytest.fixture(scope="module")
 def planted(spark, tmp_path_factory, mlflow_store) -> dict:
     root = tmp_path_factory.mktemp("privacy")
-    pdf = pd.read_parquet("/work/shared/data/census/census_train.parquet").sample(3000, random_state=123)
+    pdf = pd.read_parquet(CENSUS_DIR / "census_train.parquet").sample(3000, random_state=123)
     pdf = pdf.reset_index(drop=True)
     row = 1234
     pdf.loc[row, "workclass"] = PLANTED_CATEGORY
