@@ -47,8 +47,7 @@ def col(name: str):
 def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input") -> dict[str, Any]:
     """Protected statistics (JSON-able) for every planned column, in table order."""
     k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
-    overview = _overview(df, plans)
-    n_rows = overview["n"]
+    n_rows, overview = _overview(df, plans)
     if n_rows == 0:
         raise SynthError(f"{source_name} is empty (0 rows).", "Point --data at a table with rows.")
     all_null = [p.name for p in plans if overview[p.name]["non_null"] == 0]
@@ -131,7 +130,8 @@ def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:
     return info["span"] is not None and info["span"] <= KEY_MAX_SPAN * n_rows
 
 
-def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
+def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Row count, and per column: non-null count, distinct estimate, integrality, time of day, span."""
     exprs = [F.count(F.lit(1)).alias("n")]
     for i, p in enumerate(plans):
         c = col(p.name)
@@ -144,7 +144,7 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
             micros = F.unix_micros(c.cast("timestamp"))
             exprs.append(F.max(F.when(micros % 86_400_000_000 != 0, 1).otherwise(0)).alias(f"t{i}"))
     row = df.agg(*exprs).collect()[0].asDict()
-    out: dict[str, Any] = {"n": int(row["n"])}
+    out: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(plans):
         info: dict[str, Any] = {"non_null": int(row[f"nn{i}"]), "distinct": int(row[f"d{i}"])}
         if f"f{i}" in row:
@@ -154,7 +154,7 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, Any]:
         if f"t{i}" in row:
             info["has_time"] = bool(row[f"t{i}"])
         out[p.name] = info
-    return out
+    return int(row["n"]), out
 
 
 def _value_counts(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, dict[Any, int]]:
