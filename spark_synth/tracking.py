@@ -26,6 +26,7 @@ def configure(tracking_uri: str | None) -> str:
     """Use the given URI, else MLFLOW_TRACKING_URI, else the embedded sqlite store in the working dir."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep job logs readable
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
     mlflow.set_tracking_uri(uri)
     return uri

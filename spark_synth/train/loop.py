@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,9 @@ def fit(
     history: list[dict] = []
     stopped_by, epoch, train_loss = "max_epochs", 0, math.nan
     steps_per_epoch = max(1, math.ceil(len(train_codes) / batch_size))
-    bar = tqdm(total=None, disable=not settings.progress, unit="epoch", dynamic_ncols=True)
+    interactive = sys.stderr.isatty()  # in logs (CI, spark-submit), one line every 30 s is enough
+    bar = tqdm(total=None, disable=not settings.progress, unit="epoch", dynamic_ncols=True,
+               mininterval=0.5 if interactive else 30.0)
     for epoch in range(1, settings.max_epochs + 1):
         model.train()
         permutation = torch.randperm(len(train_codes), generator=generator)
