@@ -37,5 +37,4 @@ class ColumnCodec(Protocol):
 
 def null_mask(values: pa.Array) -> np.ndarray:
     """Boolean array, True where the value is null (or NaN for floats)."""
-    mask = np.asarray(values.is_null(nan_is_null=True).to_numpy(zero_copy_only=False), dtype=bool)
-    return mask
+    return np.asarray(values.is_null(nan_is_null=True).to_numpy(zero_copy_only=False), dtype=bool)
