@@ -146,9 +146,11 @@ class FlatARGN(nn.Module):
             if j in fixed:
                 drawn = fixed[j].long()
             else:
-                pre = self.b1[j].expand(n, -1)
                 if p:
-                    pre = pre + torch.nn.functional.embedding_bag(drawn_rows[:, :p].contiguous(), tables[j], mode="sum")
+                    pre = torch.nn.functional.embedding_bag(drawn_rows[:, :p].contiguous(), tables[j], mode="sum")
+                    pre += self.b1[j]
+                else:
+                    pre = self.b1[j].expand(n, -1)
                 hidden = torch.nn.functional.gelu(self.norm(pre))
                 card = self.config.cardinalities[j]
                 logits = torch.addmm(self.b2[j, :card] + self.code_bias[j, :card], hidden, self.w2[j, :, :card])

@@ -20,8 +20,8 @@ def pick(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF choice: row i takes the first code whose cumulative probability exceeds uniform[i]."""
     cdf = probs.cumsum(dim=-1)
     u = uniform.to(cdf.dtype).unsqueeze(1) * cdf[:, -1:]
-    # zero-probability codes never exceed u, even at u == 0
-    index = (cdf <= u).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+    # the first index with cdf > u: zero-probability codes never qualify, even at u == 0
+    index = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)
     # float rounding can still land past the last possible code: fall back to the likeliest one
     impossible = probs.gather(1, index.unsqueeze(1)).squeeze(1) == 0
     return torch.where(impossible, probs.argmax(dim=-1), index)
