@@ -42,6 +42,9 @@ def plan_columns(schema: StructType, settings: dict[str, ColumnSettings]) -> lis
         if setting.encoding in ("numeric", "digits", "binned") and kind != "numeric":
             raise SynthError(f"column '{field.name}' is {spark_type}, so it cannot use encoding '{setting.encoding}'.",
                              f"Use `encoding: categorical` or `auto` for '{field.name}'.")
+        if setting.encoding == "key" and spark_type not in ("string", "tinyint", "smallint", "int", "bigint"):
+            raise SynthError(f"column '{field.name}' is {spark_type}; only string and integer columns can be keys.",
+                             f"Remove `encoding: key` for '{field.name}' or exclude it.")
         plans.append(ColumnPlan(field.name, spark_type, kind, setting.encoding))
     if unsupported:
         raise SynthError(f"unsupported column type(s): {', '.join(unsupported)}; nested and binary columns "

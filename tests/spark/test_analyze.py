@@ -65,3 +65,9 @@ def test_columns_that_cannot_be_protected_are_refused(spark, bad: str) -> None:
         stats_of(spark, frame, {"v": {"encoding": "binned"}})
 
 
+
+
+def test_only_string_and_integer_columns_can_be_keys(spark) -> None:
+    df = spark.createDataFrame(pd.DataFrame({"x": [1.5, 2.5]}))
+    with pytest.raises(SynthError, match="only string and integer columns can be keys"):
+        plan_columns(df.schema, {"x": ColumnSettings(encoding="key")})
