@@ -29,7 +29,7 @@ from spark_synth.encoding.protect import (
 )
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.errors import SynthError
-from spark_synth.schema import ColumnPlan
+from spark_synth.schema import ColumnPlan, quoted
 
 MAX_DISCRETE = 100  # a numeric column with at most this many protected values is coded as categories
 DISCRETE_PROBE = 250  # ... and is only counted value by value when its distinct estimate is below this
@@ -41,7 +41,7 @@ KEY_MAX_SPAN = 10  # integer ids span at most this many values per row
 
 
 def col(name: str):
-    return F.col(f"`{name}`")
+    return F.col(quoted(name))
 
 
 def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input") -> dict[str, Any]:
@@ -105,7 +105,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
         if encodings[p.name] == "datetime":
             columns[p.name]["has_time"] = bool(overview[p.name].get("has_time", False))
     binned = [p for p in plans if encodings[p.name] == "binned"]
-    for name, (edges, points) in _quantiles(df, binned, bounds).items():
+    for name, (edges, points) in _quantiles(df, binned, bounds, n_rows, k).items():
         integral = is_integer_type(next(p.spark_type for p in binned if p.name == name)) or overview[name].get("integral")
         columns[name].update(edges=edges, point_masses=points, integral=bool(integral))
 
@@ -137,12 +137,16 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, di
         c = col(p.name)
         exprs += [F.count(c).alias(f"nn{i}"), F.approx_count_distinct(c, 0.02).alias(f"d{i}")]
         if p.kind == "numeric" and not is_integer_type(p.spark_type):
-            exprs.append(F.sum(F.when(c.cast("double") != F.floor(c.cast("double")), 1).otherwise(0)).alias(f"f{i}"))
+            x = c.cast("double")  # huge magnitudes first: floor() of them would overflow a bigint
+            exprs.append(F.sum(F.when(F.abs(x) >= 2**53, 1).when(x != F.floor(x), 1).otherwise(0)).alias(f"f{i}"))
         if p.spark_type in ("int", "bigint"):  # only to tell sequential ids from measurements; never stored
-            exprs.append((F.max(c) - F.min(c) + 1).alias(f"span{i}"))
-        if p.spark_type.startswith("timestamp"):
-            micros = F.unix_micros(c.cast("timestamp"))
+            exprs.append((F.max(c).cast("double") - F.min(c).cast("double") + 1).alias(f"span{i}"))
+        if p.spark_type == "timestamp":
+            micros = F.unix_micros(c)
             exprs.append(F.max(F.when(micros % 86_400_000_000 != 0, 1).otherwise(0)).alias(f"t{i}"))
+        elif p.spark_type == "timestamp_ntz":  # wall-clock fields: no session time zone involved
+            clock = F.hour(c) + F.minute(c) + F.second(c) + F.date_format(c, "SSSSSS").cast("int")
+            exprs.append(F.max(F.when(clock != 0, 1).otherwise(0)).alias(f"t{i}"))
     row = df.agg(*exprs).collect()[0].asDict()
     out: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(plans):
@@ -200,8 +204,8 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[s
         low: list[list[np.ndarray]] = [[] for _ in names]
         high: list[list[np.ndarray]] = [[] for _ in names]
         for batch in batches:
-            for j, (name, kind) in enumerate(zip(names, kinds, strict=True)):
-                array = batch.column(name)
+            for j, kind in enumerate(kinds):
+                array = batch.column(j)
                 valid = array.filter(array.is_valid())
                 if kind == "datetime":
                     x = to_micros(valid).astype(np.float64)
@@ -222,7 +226,9 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[s
         yield pa.RecordBatch.from_pydict({"j": pa.array(ids, pa.int32()), "side": pa.array(sides, pa.int8()),
                                           "value": pa.array(values, pa.float64())})
 
-    rows = df.select(*[col(n) for n in names]).mapInArrow(extremes, "j int, side byte, value double").collect()
+    # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
+    positional = df.select(*[col(n).alias(f"c{j}") for j, n in enumerate(names)])
+    rows = positional.mapInArrow(extremes, "j int, side byte, value double").collect()
     low_values: dict[int, list[float]] = defaultdict(list)
     high_values: dict[int, list[float]] = defaultdict(list)
     for row in rows:
@@ -230,15 +236,18 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[s
     return {name: kth_bounds(low_values[j], high_values[j], k[name]) for j, name in enumerate(names)}
 
 
-def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any]) -> dict[str, tuple[list, list]]:
-    """~100 equal-frequency bin edges per column, clipped to the protected bounds.
+def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any], n_rows: int,
+               k: dict[str, int]) -> dict[str, tuple[list, list]]:
+    """Up to ~100 equal-frequency bin edges per column, clipped to the protected bounds.
 
-    The outermost quantiles (the true extremes) are never used; interior quantiles repeated in the
-    list mark point masses (a value held by at least 1% of rows).
+    Small tables get fewer bins, so every bin spans at least K_MAX rows. The outermost quantiles
+    (the true extremes) are never used; a value repeated among the quantiles is a point mass only
+    when the rows it spans reach the column's k.
     """
     if not plans:
         return {}
-    probabilities = [i / N_QUANTILES for i in range(1, N_QUANTILES)]
+    n_bins = max(2, min(N_QUANTILES, n_rows // K_MAX))
+    probabilities = [i / n_bins for i in range(1, n_bins)]
     exprs = [F.percentile_approx(col(p.name).cast("double"), probabilities, 10_000).alias(f"q{i}")
              for i, p in enumerate(plans)]
     row = df.agg(*exprs).collect()[0]
@@ -247,7 +256,8 @@ def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any]) -
         lo, hi = bounds[p.name]
         interior = np.clip(np.asarray(row[f"q{i}"] or [], dtype=np.float64), lo, hi)
         values, repeats = np.unique(interior, return_counts=True)
-        points = [float(v) for v, r in zip(values, repeats, strict=True) if r >= 2 and lo <= v <= hi]
+        points = [float(v) for v, r in zip(values, repeats, strict=True)
+                  if r >= 2 and (r - 1) * n_rows / n_bins >= k[p.name] and lo <= v <= hi]
         edges = np.unique(np.concatenate([[lo], interior, [hi]]))
         out[p.name] = ([float(e) for e in edges], points)
     return out

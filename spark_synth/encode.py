@@ -7,8 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from spark_synth.encoding import TableCodec
+from spark_synth.schema import quoted
 from spark_synth.train.data import SPLIT_COLUMN
 
 
@@ -22,15 +24,19 @@ def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str, shar
     fields = sub_column_fields(TableCodec(stats))
     schema = ", ".join([*(f"{f} int" for f in fields), f"{SPLIT_COLUMN} boolean"])
 
+    names = [c["name"] for c in stats["columns"]]
+
     def encode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         codec = TableCodec(stats)
         for batch in batches:
-            codes = codec.encode(batch)
+            codes = codec.encode(pa.RecordBatch.from_arrays(batch.columns[:-1], names=names))
             arrays = [pa.array(codes[:, j]) for j in range(codes.shape[1])]
-            arrays.append(batch.column(batch.schema.get_field_index(SPLIT_COLUMN)))
+            arrays.append(batch.column(len(names)))
             yield pa.RecordBatch.from_arrays(arrays, names=[*fields, SPLIT_COLUMN])
 
-    encoded = df.mapInArrow(encode_batches, schema)
+    # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
+    positional = df.select(*[F.col(quoted(n)).alias(f"c{j}") for j, n in enumerate(names)], F.col(SPLIT_COLUMN))
+    encoded = positional.mapInArrow(encode_batches, schema)
     if shards:
         encoded = encoded.repartition(shards)
     encoded.write.mode("overwrite").parquet(output_dir)

@@ -16,13 +16,14 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_synth.generator import Generator
+from spark_synth.schema import quoted
 
 _WORKER_CACHE: dict[str, Generator] = {}
 
 
 def spark_schema(generator: Generator) -> str:
     """DDL of the output: the original column names and Spark types."""
-    return ", ".join(f"`{c['name']}` {c['spark_type']}" for c in generator.stats["columns"])
+    return ", ".join(f"{quoted(c['name'])} {c['spark_type']}" for c in generator.stats["columns"])
 
 
 def generate_dataframe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from spark_synth.generate import generate_dataframe
 from spark_synth.generator import Generator
 from spark_synth.io import path_exists, read_table, write_table
 from spark_synth.model.argn import FlatARGN, ModelConfig
-from spark_synth.schema import plan_columns
+from spark_synth.schema import plan_columns, quoted
 from spark_synth.spark import get_spark
 from spark_synth.split import with_split
 from spark_synth.train.data import SPLIT_COLUMN, load_codes
@@ -60,8 +61,8 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
-    params = config.model_dump(exclude={"data", "tracking_uri"})
-    params |= {"data": config.data if isinstance(config.data, str) else "DataFrame",
+    params = config.model_dump(exclude={"data", "tracking_uri", "columns"})
+    params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),"data": config.data if isinstance(config.data, str) else "DataFrame",
                "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
                "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
     with tracking.training_run(config.experiment, params) as run:
@@ -100,11 +101,15 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
     """Read, plan, analyze (protected stats), split and encode; the codes come back as tensors."""
     source = read_table(spark, config.data, config.format)
     plans = plan_columns(source.schema, config.columns)
-    df = _normalize(source.select(*[F.col(f"`{p.name}`") for p in plans]), plans)
+    df = _normalize(source.select(*[F.col(quoted(p.name)) for p in plans]), plans)
     source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
     stats = analyze(df, plans, config.seed, source_name)
     stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
     codec = TableCodec(stats)
+    if not codec.sub_columns:
+        raise SynthError(f"every column of {source_name} looks like an identifier (unique per row), so there is "
+                         "nothing to learn.", "Give the columns an explicit encoding (e.g. `encoding: categorical`) "
+                         "or add attribute columns.")
     split = with_split(df, config.seed, config.validation_fraction)
     work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
     try:
@@ -158,12 +163,12 @@ def _check_model_dir(config: TrainConfig) -> None:
 
 
 def _normalize(df: DataFrame, plans: list) -> DataFrame:
-    """NaN is treated as null, so it is modelled (and protected) like any missing value."""
+    """NaN and +-inf are treated as null, so they are modelled (and protected) like missing values."""
     exprs = []
     for p in plans:
-        c = F.col(f"`{p.name}`")
+        c = F.col(quoted(p.name))
         if p.spark_type in ("float", "double"):
-            c = F.when(F.isnan(c), F.lit(None)).otherwise(c)
+            c = F.when(F.isnan(c) | (F.abs(c) == float("inf")), F.lit(None)).otherwise(c)
         exprs.append(c.alias(p.name))
     return df.select(*exprs)
 

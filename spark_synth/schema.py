@@ -11,6 +11,11 @@ from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
 
 
+def quoted(name: str) -> str:
+    """A column name as a Spark SQL identifier, whatever characters it holds (backticks doubled)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     name: str

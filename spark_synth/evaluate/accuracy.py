@@ -21,6 +21,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from spark_synth.schema import quoted
+
 # Bin codes shared by all column kinds; regular bins are 0, 1, 2, ...
 NA_BIN = -1
 OTHER_BIN = -2
@@ -54,7 +56,7 @@ class _ColumnBins:
 
 def _col(name: str) -> Column:
     """A top-level column by name, safe for names with dots or spaces."""
-    return F.col("`" + name.replace("`", "``") + "`")
+    return F.col(quoted(name))
 
 
 def _kind(data_type: T.DataType) -> str:

@@ -51,7 +51,7 @@ class FlatARGN(nn.Module):
         self.n_sub = len(cards)
         self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cards, dims, strict=True))
         offsets = torch.tensor([0, *dims]).cumsum(0)
-        self.register_buffer("dim_owner", torch.repeat_interleave(torch.arange(self.n_sub), torch.tensor(dims)))
+        self.register_buffer("dim_owner", torch.repeat_interleave(torch.arange(self.n_sub), torch.tensor(dims, dtype=torch.long)))
         self.embed_offsets = offsets.tolist()
         width = int(offsets[-1]) + self.n_sub  # embeddings + one "is known" bit per sub-column
         self.w1 = nn.Parameter(torch.randn(self.n_sub, width, config.hidden) * width**-0.5)

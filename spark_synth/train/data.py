@@ -35,6 +35,8 @@ def load_codes(directory: str, sub_columns: list[str], files: list[str] | None =
 
     def stack(parts: list[np.ndarray]) -> torch.Tensor:
         array = np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.int32)
+        if width:  # rows in a canonical order: training must not depend on the input's file layout
+            array = array[np.lexsort(array.T[::-1])]
         return torch.from_numpy(array.astype(np.int64))
 
     return stack(train_parts), stack(val_parts)
