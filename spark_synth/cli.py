@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from spark_synth.errors import SynthError
+from spark_synth.tracking import redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def _train(config_path: str | None, options: dict) -> int:
     outcome = train(config)
     print(f"generator saved to {outcome.model_dir}")
     print(f"MLflow run {outcome.run_id}: {outcome.model_uri}")
-    print(f"see it with: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    print(f"see it with: mlflow ui --backend-store-uri {redact(outcome.tracking_uri)}")
     return 0
 
 

@@ -8,6 +8,7 @@ from spark_synth.config import GenerateConfig, TrainConfig
 from spark_synth.datasets import credit_data
 from spark_synth.pipeline import generate, train
 from spark_synth.spark import get_spark
+from spark_synth.tracking import redact
 
 
 def run_demo(output_dir: str = "demo-output", max_minutes: float = 1.5, rows: int = 100_000,
@@ -25,5 +26,5 @@ def run_demo(output_dir: str = "demo-output", max_minutes: float = 1.5, rows: in
     print(spark.read.parquet(synthetic_path).limit(5).toPandas().to_string(index=False))
     print(f"\nwrote {rows} synthetic rows to {synthetic_path}")
     print(f"generator: {outcome.model_dir}  (MLflow: {outcome.model_uri})")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri}  -> http://127.0.0.1:5000, "
+    print(f"MLflow UI: mlflow ui --backend-store-uri {redact(outcome.tracking_uri)}  -> http://127.0.0.1:5000, "
           f"experiment 'spark-synth-demo', run {outcome.run_id}")

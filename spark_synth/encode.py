@@ -19,7 +19,7 @@ def sub_column_fields(codec: TableCodec) -> list[str]:
     return [f"s{j}" for j in range(len(codec.sub_columns))]
 
 
-def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str, shards: int | None = None) -> list[str]:
+def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str) -> list[str]:
     """Encode ``df`` (which carries the split column) to Parquet under ``output_dir``; returns the field names."""
     fields = sub_column_fields(TableCodec(stats))
     schema = ", ".join([*(f"{f} int" for f in fields), f"{SPLIT_COLUMN} boolean"])
@@ -37,7 +37,5 @@ def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str, shar
     # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
     positional = df.select(*[F.col(quoted(n)).alias(f"c{j}") for j, n in enumerate(names)], F.col(SPLIT_COLUMN))
     encoded = positional.mapInArrow(encode_batches, schema)
-    if shards:
-        encoded = encoded.repartition(shards)
     encoded.write.mode("overwrite").parquet(output_dir)
     return fields

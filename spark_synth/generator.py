@@ -40,7 +40,7 @@ class Generator:
         self.model = FlatARGN(self.model_config)
         self.model.load_state_dict(self.state)
         self.model.eval()
-        self._tables: list | None = None
+        self._tables: torch.Tensor | None = None
 
     # ---- persistence ------------------------------------------------------------------
     def to_payload(self) -> dict[str, bytes]:
@@ -94,7 +94,7 @@ class Generator:
 
     # ---- sampling ---------------------------------------------------------------------
     @property
-    def tables(self) -> list:
+    def tables(self) -> torch.Tensor:
         """The sampler's lookup tables, built once per generator."""
         if self._tables is None:
             self._tables = self.model.lookup_tables()

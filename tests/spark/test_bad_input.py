@@ -81,30 +81,22 @@ def test_missing_input_file(spark, tmp_path: Path, mlflow_store, capsys, digest)
     assert not missing.exists() and not model_dir.exists()
 
 
-def test_unknown_column_in_config(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
+@pytest.mark.parametrize(
+    ("yaml_text", "names", "fix"),
+    [
+        ("columns:\n  no_such_column:\n    exclude: true\n", ["no_such_column"], ["columns"]),
+        ("max_minuts: 1\n", ["max_minuts", "{config}"], ["setting"]),
+        ("max_minutes: [1, 2\nseed: 3\n", ["{config}", "YAML"], ["YAML"]),
+    ],
+    ids=["unknown-column", "unknown-setting", "bad-yaml"],
+)
+def test_bad_train_config(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest, yaml_text: str,
+                          names: list[str], fix: list[str]) -> None:
     config = tmp_path / "train.yaml"
-    config.write_text("columns:\n  no_such_column:\n    exclude: true\n")
+    config.write_text(yaml_text)
     model_dir = tmp_path / "model"
     assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
-                    [tmp_path], names=["no_such_column"], fix=["columns"])
-    assert not model_dir.exists()
-
-
-def test_unknown_setting_in_yaml(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
-    config = tmp_path / "train.yaml"
-    config.write_text("max_minuts: 1\n")
-    model_dir = tmp_path / "model"
-    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
-                    [tmp_path], names=["max_minuts", str(config)], fix=["setting"])
-    assert not model_dir.exists()
-
-
-def test_bad_yaml(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys, digest) -> None:
-    config = tmp_path / "train.yaml"
-    config.write_text("max_minutes: [1, 2\nseed: 3\n")
-    model_dir = tmp_path / "model"
-    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--config", str(config)), capsys, digest,
-                    [tmp_path], names=[str(config), "YAML"], fix=["YAML"])
+                    [tmp_path], names=[n.format(config=config) for n in names], fix=fix)
     assert not model_dir.exists()
 
 
