@@ -44,8 +44,14 @@ def col(name: str):
     return F.col(quoted(name))
 
 
-def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input") -> dict[str, Any]:
-    """Protected statistics (JSON-able) for every planned column, in table order."""
+def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input",
+            unit: str | None = None) -> dict[str, Any]:
+    """Protected statistics (JSON-able) for every planned column, in table order.
+
+    ``unit`` names the column that identifies whose row it is (the subject of an event log): then a
+    category is kept only if enough distinct subjects hold it, and bounds are the k-th smallest of
+    the subjects' minima and the k-th largest of their maxima, so one subject cannot set them.
+    """
     k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
     n_rows, overview = _overview(df, plans)
     if n_rows == 0:
@@ -72,7 +78,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
             encodings[p.name] = "numeric?"
 
     counted = [p for p in plans if encodings[p.name] in ("categorical", "discrete?")]
-    counts = _value_counts(df, counted)
+    counts = _value_counts(df, counted, unit)
     columns: dict[str, dict[str, Any]] = {}
     for p in counted:
         values = kept_categories(counts.get(p.name, {}), k[p.name], MAX_CATEGORIES)
@@ -92,7 +98,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
                              f"Use `encoding: binned` (or auto) for '{p.name}'.")
 
     bounded = [p for p in plans if encodings[p.name] in ("digits", "binned", "datetime")]
-    bounds = _bounds(df, bounded, k)
+    bounds = _bounds(df, bounded, k, unit)
     for p in bounded:
         if bounds[p.name] is None:
             raise SynthError(f"column '{p.name}' has fewer than {K_MAX} non-null values, too few to publish "
@@ -111,8 +117,10 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
 
     stats_columns = []
     for p in plans:
-        entry = {"name": p.name, "spark_type": p.spark_type, "kind": p.kind, "encoding": encodings[p.name],
-                 "has_nulls": overview[p.name]["non_null"] < n_rows}
+        entry = {"name": p.name, "spark_type": "string" if p.text_format else p.spark_type, "kind": p.kind,
+                 "encoding": encodings[p.name], "has_nulls": overview[p.name]["non_null"] < n_rows}
+        if p.text_format:
+            entry["text_format"] = p.text_format
         entry.update(columns.get(p.name, {}))
         stats_columns.append(entry)
     return {"format_version": 1, "n_rows": int(n_rows), "columns": stats_columns}
@@ -161,8 +169,8 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, di
     return int(row["n"]), out
 
 
-def _value_counts(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, dict[Any, int]]:
-    """Counts of every value held by at least K_MIN rows, top MAX_CATEGORIES per column, one job."""
+def _value_counts(df: DataFrame, plans: list[ColumnPlan], unit: str | None = None) -> dict[str, dict[Any, int]]:
+    """Counts of every value held by at least K_MIN rows (or distinct units), top MAX_CATEGORIES per column, one job."""
     if not plans:
         return {}
     structs = []
@@ -173,8 +181,11 @@ def _value_counts(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, dict[Any,
             (F.lit(None).cast("string") if numeric else col(p.name).cast("string")).alias("s"),
             (col(p.name).cast("double") if numeric else F.lit(None).cast("double")).alias("d"),
         ))
-    exploded = df.select(F.explode(F.array(*structs)).alias("e")).select("e.*")
+    owner = [col(unit).alias("u")] if unit else []
+    exploded = df.select(F.explode(F.array(*structs)).alias("e"), *owner).select("e.*", *(["u"] if unit else []))
     exploded = exploded.where(F.col("s").isNotNull() | F.col("d").isNotNull())
+    if unit:  # a subject counts once per value, however many of its events hold it
+        exploded = exploded.distinct().drop("u")
     grouped = exploded.groupBy("i", "s", "d").count().where(F.col("count") >= K_MIN)
     rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("count"), "s", "d"))
     rows = grouped.withColumn("r", rank).where(F.col("r") <= MAX_CATEGORIES).collect()
@@ -193,25 +204,25 @@ def _typed_values(values: list[Any], p: ColumnPlan) -> list[Any]:
     return values
 
 
-def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[str, tuple[float, float] | None]:
-    """k-th smallest and largest per column: partitions send their K_MAX extremes, the driver picks."""
+def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int],
+            unit: str | None = None) -> dict[str, tuple[float, float] | None]:
+    """k-th smallest and largest per column: partitions send their K_MAX extremes, the driver picks.
+
+    With a ``unit``, each unit first contributes only its own minimum (to the low side) and maximum.
+    """
     if not plans:
         return {}
     names = [p.name for p in plans]
     kinds = [p.kind for p in plans]
+    n = len(names)
 
     def extremes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         low: list[list[np.ndarray]] = [[] for _ in names]
         high: list[list[np.ndarray]] = [[] for _ in names]
         for batch in batches:
             for j, kind in enumerate(kinds):
-                array = batch.column(j)
-                valid = array.filter(array.is_valid())
-                if kind == "datetime":
-                    x = to_micros(valid).astype(np.float64)
-                else:
-                    x = valid.cast(pa.float64()).to_numpy(zero_copy_only=False)
-                lo, hi = smallest_and_largest(x, K_MAX)
+                lo, _ = smallest_and_largest(_as_float(batch.column(j), kind), K_MAX)
+                _, hi = smallest_and_largest(_as_float(batch.column(n + j), kind), K_MAX)
                 low[j].append(lo)
                 high[j].append(hi)
         ids, sides, values = [], [], []
@@ -227,13 +238,26 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int]) -> dict[s
                                           "value": pa.array(values, pa.float64())})
 
     # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
-    positional = df.select(*[col(n).alias(f"c{j}") for j, n in enumerate(names)])
+    if unit:
+        per_unit = df.groupBy(col(unit)).agg(*[F.min(col(c)).alias(f"c{j}") for j, c in enumerate(names)],
+                                              *[F.max(col(c)).alias(f"c{n + j}") for j, c in enumerate(names)])
+        positional = per_unit.select(*[f"c{j}" for j in range(2 * n)])
+    else:
+        positional = df.select(*[col(c).alias(f"c{j}") for j, c in enumerate(names)],
+                               *[col(c).alias(f"c{n + j}") for j, c in enumerate(names)])
     rows = positional.mapInArrow(extremes, "j int, side byte, value double").collect()
     low_values: dict[int, list[float]] = defaultdict(list)
     high_values: dict[int, list[float]] = defaultdict(list)
     for row in rows:
         (low_values if row["side"] == 0 else high_values)[row["j"]].append(row["value"])
     return {name: kth_bounds(low_values[j], high_values[j], k[name]) for j, name in enumerate(names)}
+
+
+def _as_float(array: pa.Array, kind: str) -> np.ndarray:
+    valid = array.filter(array.is_valid())
+    if kind == "datetime":
+        return to_micros(valid).astype(np.float64)
+    return valid.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
 def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any], n_rows: int,

@@ -17,6 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a generator on a table and track it in MLflow")
     train.add_argument("--config", help="YAML file with the same settings (flags win)")
     train.add_argument("--data", help="Parquet/CSV/Delta path or a Spark table name")
+    train.add_argument("--subjects", help="event log: the subject table (path or table name)")
+    train.add_argument("--subject-key", dest="subject_key", help="event log: the subject table's key column")
+    train.add_argument("--events", help="event log: the event table (path or table name)")
+    train.add_argument("--foreign-key", dest="foreign_key", help="event log: the events' column holding the subject key")
+    train.add_argument("--order-by", dest="order_by", help="event log: the column that orders a subject's events")
+    train.add_argument("--max-sequence-length", dest="max_sequence_length", type=int,
+                       help="event log: cap the events per subject (below the protected maximum)")
     train.add_argument("--format", choices=["parquet", "csv", "delta", "table"])
     train.add_argument("--model-dir", dest="model_dir", help="where the generator is saved")
     train.add_argument("--max-minutes", dest="max_minutes", type=float, help="training time budget")
@@ -31,13 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="write synthetic rows with a trained generator")
     generate.add_argument("--config", help="YAML file with the same settings (flags win)")
     generate.add_argument("--model", help="generator directory or models:/NAME/VERSION")
-    generate.add_argument("--rows", type=int, help="number of rows to generate")
+    generate.add_argument("--rows", type=int, help="number of rows to generate (flat-table generator)")
+    generate.add_argument("--subjects", type=int,
+                          help="number of subjects to generate, each with its events (event-log generator)")
     generate.add_argument("--output", help="output path")
     generate.add_argument("--format", choices=["parquet", "csv", "delta"])
     generate.add_argument("--mode", choices=["error", "overwrite", "append"])
     generate.add_argument("--seed", type=int)
     generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
-    generate.add_argument("--chunk-size", dest="chunk_size", type=int, help="rows per chunk")
+    generate.add_argument("--chunk-size", dest="chunk_size", type=int,
+                          help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240")
     generate.add_argument("--tracking-uri", dest="tracking_uri")
     generate.add_argument("--master")
 
@@ -86,8 +96,12 @@ def _generate(config_path: str | None, options: dict) -> int:
     from spark_synth.pipeline import generate
 
     config = load_config(GenerateConfig, config_path, **options)
-    rows = generate(config)
-    print(f"wrote {rows} synthetic rows to {config.output} ({config.format})")
+    count = generate(config)
+    if config.subjects is not None:
+        print(f"wrote {count} synthetic subjects with their events to {config.output}/subjects and "
+              f"{config.output}/events ({config.format})")
+    else:
+        print(f"wrote {count} synthetic rows to {config.output} ({config.format})")
     return 0
 
 

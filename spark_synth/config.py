@@ -6,7 +6,7 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spark_synth.errors import SynthError
 
@@ -27,6 +27,14 @@ class _Strict(BaseModel):
 
 class TrainConfig(_Strict):
     data: Any = Field(None, description="path, Spark table name, or a Spark DataFrame (Python API)")
+    # an event log instead of a flat table: a subject table and its events, linked by key
+    subjects: Any = Field(None, description="subject table: path, table name or DataFrame")
+    subject_key: str | None = None
+    events: Any = Field(None, description="event table: path, table name or DataFrame")
+    foreign_key: str | None = None
+    order_by: str | None = None
+    max_sequence_length: int | None = Field(None, gt=0, description="cap below the protected maximum length")
+    window: int = Field(64, gt=1, description="events per training window of long sequences")
     format: Literal["parquet", "csv", "delta", "table"] | None = None
     model_dir: str
     max_minutes: float = Field(10.0, gt=0)
@@ -47,25 +55,44 @@ class TrainConfig(_Strict):
     master: str | None = None
     progress: bool = True
 
-    @field_validator("data")
-    @classmethod
-    def _data_given(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("no input: give --data PATH (or `data:` in the config file)")
-        return value
+    @model_validator(mode="after")
+    def _one_input(self) -> TrainConfig:
+        log_settings = {"subjects": self.subjects, "subject_key": self.subject_key, "events": self.events,
+                        "foreign_key": self.foreign_key}
+        if self.data is not None and any(v is not None for v in (*log_settings.values(), self.order_by)):
+            raise ValueError("give either --data (a flat table) or --subjects/--events (an event log), not both")
+        if self.data is None and all(v is None for v in log_settings.values()):
+            raise ValueError("no input: give --data PATH, or --subjects PATH --subject-key COL --events PATH "
+                             "--foreign-key COL (or the same settings in the config file)")
+        missing = [k for k, v in log_settings.items() if v is None]
+        if self.data is None and missing:
+            raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        return self
+
+    @property
+    def is_log(self) -> bool:
+        return self.data is None
 
 
 class GenerateConfig(_Strict):
     model: str
-    rows: int = Field(gt=0)
+    rows: int | None = Field(None, gt=0, description="rows of a flat table")
+    subjects: int | None = Field(None, gt=0, description="subjects of an event log (each with its events)")
     output: str
     format: Literal["parquet", "csv", "delta"] = "parquet"
     mode: Literal["error", "overwrite", "append"] = "error"
     seed: int = 0
     partitions: int | None = Field(None, gt=0)
-    chunk_size: int = Field(100_000, gt=0, le=10_000_000)
+    chunk_size: int | None = Field(None, gt=0, le=10_000_000,
+                                   description="rows (flat) or subjects (event log) per chunk; default 100,000 / 10,240")
     tracking_uri: str | None = None
     master: str | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> GenerateConfig:
+        if (self.rows is None) == (self.subjects is None):
+            raise ValueError("give exactly one of --rows (flat generator) and --subjects (event-log generator)")
+        return self
 
 
 def load_config(cls: type[_Strict], path: str | None = None, **overrides: Any) -> Any:
@@ -101,6 +128,8 @@ def _describe(exc: ValidationError, path: str | None) -> str:
             problems.append(f"unknown setting '{field}'")
         elif error["type"] == "missing":
             problems.append(f"missing setting '{field}'")
+        elif not error["loc"]:  # a rule across settings
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
         else:
             problems.append(f"setting '{field}': {error['msg']}")
     return f"invalid configuration{where}: " + "; ".join(problems) + "."

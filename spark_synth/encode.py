@@ -19,23 +19,29 @@ def sub_column_fields(codec: TableCodec) -> list[str]:
     return [f"s{j}" for j in range(len(codec.sub_columns))]
 
 
-def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str) -> list[str]:
-    """Encode ``df`` (which carries the split column) to Parquet under ``output_dir``; returns the field names."""
+def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str,
+                     passthrough: tuple[tuple[str, str], ...] = ((SPLIT_COLUMN, "boolean"),)) -> list[str]:
+    """Encode ``df`` to Parquet under ``output_dir``; returns the code field names.
+
+    ``passthrough`` columns (name, Spark type) are copied as they are: the split flag, or the subject
+    id and step of an event.
+    """
     fields = sub_column_fields(TableCodec(stats))
-    schema = ", ".join([*(f"{f} int" for f in fields), f"{SPLIT_COLUMN} boolean"])
+    extra = [name for name, _ in passthrough]
+    schema = ", ".join([*(f"{f} int" for f in fields), *(f"{name} {kind}" for name, kind in passthrough)])
 
     names = [c["name"] for c in stats["columns"]]
 
     def encode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         codec = TableCodec(stats)
         for batch in batches:
-            codes = codec.encode(pa.RecordBatch.from_arrays(batch.columns[:-1], names=names))
+            codes = codec.encode(pa.RecordBatch.from_arrays(batch.columns[: len(names)], names=names))
             arrays = [pa.array(codes[:, j]) for j in range(codes.shape[1])]
-            arrays.append(batch.column(len(names)))
-            yield pa.RecordBatch.from_arrays(arrays, names=[*fields, SPLIT_COLUMN])
+            arrays += batch.columns[len(names) :]
+            yield pa.RecordBatch.from_arrays(arrays, names=[*fields, *extra])
 
     # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
-    positional = df.select(*[F.col(quoted(n)).alias(f"c{j}") for j, n in enumerate(names)], F.col(SPLIT_COLUMN))
+    positional = df.select(*[F.col(quoted(n)).alias(f"c{j}") for j, n in enumerate(names)], *[F.col(e) for e in extra])
     encoded = positional.mapInArrow(encode_batches, schema)
     encoded.write.mode("overwrite").parquet(output_dir)
     return fields

@@ -16,14 +16,19 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_synth.generator import Generator
+from spark_synth.log_generator import LogGenerator
 from spark_synth.schema import quoted
 
-_WORKER_CACHE: dict[str, Generator] = {}
+_WORKER_CACHE: dict[str, Generator | LogGenerator] = {}
 
 
 def spark_schema(generator: Generator) -> str:
     """DDL of the output: the original column names and Spark types."""
     return ", ".join(f"{quoted(c['name'])} {c['spark_type']}" for c in generator.stats["columns"])
+
+
+def _ddl(types: dict[str, str]) -> str:
+    return ", ".join(f"{quoted(name)} {kind}" for name, kind in types.items())
 
 
 def generate_dataframe(
@@ -35,30 +40,53 @@ def generate_dataframe(
     partitions: int | None = None,
 ) -> DataFrame:
     """A lazy DataFrame of ``rows`` synthetic rows; nothing runs until it is written or aggregated."""
-    n_chunks = math.ceil(rows / chunk_size)
+    return _chunked(spark, generator, "generate_chunk", spark_schema(generator), rows, seed, chunk_size, partitions)
+
+
+def generate_log_dataframes(
+    spark: SparkSession,
+    generator: LogGenerator,
+    subjects: int,
+    seed: int = 0,
+    chunk_size: int = 10_240,
+    partitions: int | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """Lazy (subjects, events) DataFrames for ``subjects`` synthetic subjects; chunks are of subjects."""
+    subject_df = _chunked(spark, generator, "generate_subjects_chunk", spark_schema(generator.subjects), subjects,
+                          seed, chunk_size, partitions)
+    event_df = _chunked(spark, generator, "generate_events_chunk", _ddl(generator.event_types), subjects,
+                        seed, chunk_size, partitions)
+    return subject_df, event_df
+
+
+def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: str, ddl: str, units: int, seed: int,
+             chunk_size: int, partitions: int | None) -> DataFrame:
+    """``spark.range(n_chunks).mapInArrow``: each chunk calls ``generator.<method>(seed, chunk, n, first)``."""
+    n_chunks = math.ceil(units / chunk_size)
     partitions = min(partitions or spark.sparkContext.defaultParallelism, n_chunks)
     payload = generator.to_payload()
-    key = hashlib.sha256(payload["weights.safetensors"] + payload["stats.json"]).hexdigest()
+    key = hashlib.sha256(b"".join(payload[name] for name in sorted(payload))).hexdigest()
     shipped = spark.sparkContext.broadcast(payload)
 
     def generate_chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         worker_generator = _cached_generator(key, shipped.value)
         _set_threads()
+        produce = getattr(worker_generator, method)
         for batch in batches:
             for chunk_id in batch.column(0).to_pylist():
-                first_row = chunk_id * chunk_size
-                n = min(chunk_size, rows - first_row)
-                yield worker_generator.generate_chunk(seed, chunk_id, n, first_row)
+                first = chunk_id * chunk_size
+                yield produce(seed, chunk_id, min(chunk_size, units - first), first)
 
     chunks = spark.range(0, n_chunks, 1, numPartitions=partitions)
-    return chunks.mapInArrow(generate_chunks, spark_schema(generator))
+    return chunks.mapInArrow(generate_chunks, ddl)
 
 
-def _cached_generator(key: str, payload: dict[str, bytes]) -> Generator:
+def _cached_generator(key: str, payload: dict[str, bytes]) -> Generator | LogGenerator:
     """Build the generator once per Python worker, not once per task or chunk."""
     if key not in _WORKER_CACHE:
         _WORKER_CACHE.clear()
-        _WORKER_CACHE[key] = Generator.from_payload(payload)
+        kind = LogGenerator if "log.json" in payload else Generator
+        _WORKER_CACHE[key] = kind.from_payload(payload)
     return _WORKER_CACHE[key]
 
 

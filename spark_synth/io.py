@@ -186,11 +186,9 @@ def _first_line(exc: BaseException) -> str:
 def _is_dataframe(obj: object) -> bool:
     if isinstance(obj, DataFrame):
         return True
-    try:  # Spark Connect's DataFrame is a separate class in Spark 3.5
-        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
-    except Exception:  # noqa: BLE001 - Connect's optional dependencies are not installed
-        return False
-    return isinstance(obj, ConnectDataFrame)
+    # Spark Connect's DataFrame is a separate class in Spark 3.5. Recognised by its module, not imported:
+    # importing pyspark.sql.connect without grpc can call sys.exit() (it takes `python -c` for a doctest run).
+    return type(obj).__module__.startswith("pyspark.sql.connect") and type(obj).__name__ == "DataFrame"
 
 
 def _looks_like_table_name(source: str) -> bool:

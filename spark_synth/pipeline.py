@@ -21,15 +21,20 @@ from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
-from spark_synth.generate import generate_dataframe
+from spark_synth.generate import generate_dataframe, generate_log_dataframes
 from spark_synth.generator import Generator
-from spark_synth.io import path_exists, read_table, write_table
+from spark_synth.io import delete_path, path_exists, read_table, write_table
+from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
-from spark_synth.schema import plan_columns, quoted
+from spark_synth.normalize import normalize
+from spark_synth.schema import plan_columns
 from spark_synth.spark import get_spark
 from spark_synth.split import with_split
-from spark_synth.train.data import SPLIT_COLUMN, load_codes
+from spark_synth.train.data import SPLIT_COLUMN, FlatSamples, load_codes
 from spark_synth.train.loop import TrainSettings, fit
+
+FLAT_CHUNK = 100_000  # rows per chunk of a flat table
+LOG_CHUNK = 10_240  # subjects per chunk of an event log (~10 events each): whole sampler sub-batches
 
 
 @dataclass
@@ -43,8 +48,12 @@ class TrainOutcome:
 
 
 def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
-    """Train a generator on ``config.data`` and track it in MLflow; the source is only read."""
+    """Train a generator on ``config.data`` (or an event log) and track it in MLflow; the source is only read."""
     spark = spark or get_spark(config.master)
+    if config.is_log:
+        from spark_synth.log_pipeline import train_log
+
+        return train_log(config, spark)
     started = time.monotonic()
     _check_model_dir(config)
     tracking_uri = tracking.configure(config.tracking_uri)
@@ -66,7 +75,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
                "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
                "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
     with tracking.training_run(config.experiment, params) as run:
-        result = fit(model, train_codes, val_codes, settings, on_epoch=tracking.log_epoch)
+        result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), settings, on_epoch=tracking.log_epoch)
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
                 "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id}
@@ -100,8 +109,7 @@ class _Prepared:
 def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
     """Read, plan, analyze (protected stats), split and encode; the codes come back as tensors."""
     source = read_table(spark, config.data, config.format)
-    plans = plan_columns(source.schema, config.columns)
-    df = _normalize(source.select(*[F.col(quoted(p.name)) for p in plans]), plans)
+    df, plans = normalize(source, plan_columns(source.schema, config.columns))
     source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
     stats = analyze(df, plans, config.seed, source_name)
     stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
@@ -130,47 +138,62 @@ def _quality_summary(spark: SparkSession, generator: Generator, validation: Data
     if not config.quality_rows or n_validation == 0:
         return {}
     rows = min(config.quality_rows, n_validation)
-    synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1)
-    quality = accuracy_summary(validation, synthetic, columns=[c.name for c in generator.codec.modelled])
+    synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1).cache()  # generated once
+    try:
+        quality = accuracy_summary(validation, synthetic, columns=[c.name for c in generator.codec.modelled])
+    finally:
+        synthetic.unpersist()
     print(format_summary(quality))
     return quality
 
 
 def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
-    """Write ``config.rows`` synthetic rows to ``config.output``; returns the number of rows written."""
+    """Write ``config.rows`` synthetic rows (or ``config.subjects`` subjects with their events, to
+    ``OUTPUT/subjects`` and ``OUTPUT/events``) to ``config.output``; returns the number of rows or subjects."""
     generator = tracking.load_generator(config.model, config.tracking_uri)
+    is_log = isinstance(generator, LogGenerator)
+    if is_log and config.subjects is None:
+        raise SynthError(f"{config.model} is an event-log generator: it generates subjects with their events.",
+                         "Pass --subjects N instead of --rows.")
+    if not is_log and config.rows is None:
+        raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N instead of --subjects.")
     spark = spark or get_spark(config.master)
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
-    df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size, config.partitions)
-    write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
-    return config.rows
+    if not is_log:
+        df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
+                                config.partitions)
+        write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
+        return config.rows
+    subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
+                                               config.chunk_size or LOG_CHUNK, config.partitions)
+    subject_path, event_path = (os.path.join(config.output, name) for name in ("subjects", "events"))
+    write_table(subjects, subject_path, config.format, config.mode)
+    try:
+        write_table(events, event_path, config.format, config.mode)
+    except BaseException:
+        if config.mode != "append":  # the pair is delivered whole or not at all
+            delete_path(spark, config.output if config.mode == "error" else subject_path)
+        raise
+    return config.subjects
 
 
 def _check_model_dir(config: TrainConfig) -> None:
     """The model dir is replaced on success: refuse one that holds anything but a generator, or the input."""
     target = os.path.abspath(config.model_dir)
-    if isinstance(config.data, str) and "://" not in config.data:
-        source = os.path.abspath(config.data)
+    for data in (config.data, config.subjects, config.events):
+        if not isinstance(data, str) or "://" in data:
+            continue
+        source = os.path.abspath(data)
         if source == target or source.startswith(target + os.sep) or target.startswith(source + os.sep):
-            raise SynthError(f"--model-dir {config.model_dir} overlaps the input {config.data}.",
+            raise SynthError(f"--model-dir {config.model_dir} overlaps the input {data}.",
                              "Choose a --model-dir outside the input data.")
     if os.path.isfile(target):
         raise SynthError(f"--model-dir {config.model_dir} is a file.", "Choose a --model-dir that is a directory path.")
-    if os.path.isdir(target) and os.listdir(target) and not os.path.isfile(os.path.join(target, "stats.json")):
+    is_generator = any(os.path.isfile(os.path.join(target, name)) for name in ("stats.json", "log.json"))
+    if os.path.isdir(target) and os.listdir(target) and not is_generator:
         raise SynthError(f"--model-dir {config.model_dir} already exists and holds files that are not a generator.",
                          "Choose a new or empty --model-dir (a previous generator there is replaced).")
-
-
-def _normalize(df: DataFrame, plans: list) -> DataFrame:
-    """NaN and +-inf are treated as null, so they are modelled (and protected) like missing values."""
-    exprs = []
-    for p in plans:
-        c = F.col(quoted(p.name))
-        if p.spark_type in ("float", "double"):
-            c = F.when(F.isnan(c) | (F.abs(c) == float("inf")), F.lit(None)).otherwise(c)
-        exprs.append(c.alias(p.name))
-    return df.select(*exprs)
 
 
 def _auto_hidden(n_rows: int) -> int:

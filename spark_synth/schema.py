@@ -22,6 +22,7 @@ class ColumnPlan:
     spark_type: str
     kind: str  # categorical | numeric | datetime
     encoding: str  # requested encoding, "auto" unless overridden
+    text_format: str | None = None  # "date"/"timestamp": parsed from ISO text, written back as text
 
 
 def plan_columns(schema: StructType, settings: dict[str, ColumnSettings]) -> list[ColumnPlan]:

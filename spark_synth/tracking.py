@@ -17,6 +17,7 @@ from spark_synth.errors import SynthError
 
 if TYPE_CHECKING:
     from spark_synth.generator import Generator
+    from spark_synth.log_generator import LogGenerator
 
 GENERATOR_ARTIFACT = "generator"
 _SECRET = re.compile(r"(//[^/:@]+:)[^@/]+@")
@@ -136,12 +137,13 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     return info.model_uri
 
 
-def load_generator(model: str, tracking_uri: str | None = None) -> Generator:
-    """A generator from a directory, or from a ``models:/...`` / ``runs:/...`` URI (downloaded, then removed)."""
-    from spark_synth.generator import Generator
+def load_generator(model: str, tracking_uri: str | None = None) -> Generator | LogGenerator:
+    """A flat or event-log generator from a directory, or from a ``models:/...`` / ``runs:/...`` URI
+    (downloaded, then removed)."""
+    from spark_synth.log_generator import load_any
 
     if not model.startswith(("models:/", "runs:/")):
-        return Generator.load(model)
+        return load_any(model)
     import mlflow
 
     configure(tracking_uri)
@@ -152,9 +154,9 @@ def load_generator(model: str, tracking_uri: str | None = None) -> Generator:
         except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing model
             raise SynthError(f"could not load {model} from MLflow ({type(exc).__name__}: {str(exc)[:200]}).",
                              "Check the model name/version and MLFLOW_TRACKING_URI (or --tracking-uri).") from exc
-        for root, _dirs, files in os.walk(local):
-            if "stats.json" in files and "weights.safetensors" in files:
-                return Generator.load(root)
+        for root, _dirs, files in os.walk(local):  # top-down: a log generator's root before its parts
+            if "log.json" in files or ("stats.json" in files and "weights.safetensors" in files):
+                return load_any(root)
         raise SynthError(f"{model} holds no spark-synth generator files.", "Pass a model logged by `spark-synth train`.")
     finally:
         shutil.rmtree(target, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from spark_synth.encoding.base import SubColumn, null_mask
 from spark_synth.encoding.types import arrow_type
@@ -80,6 +81,12 @@ class DatetimeCodec:
             for i, (_, _, unit) in enumerate(TIME_PARTS):
                 micros = micros + parts[:, 3 + i].astype(np.int64) * unit
         micros = np.clip(micros, self.low, self.high)
+        text_format = self.stats.get("text_format")
+        if text_format == "date":  # parsed from ISO text: written back as the same text
+            return pa.array(micros // MICROS_PER_DAY, mask=nulls).cast(pa.int32()).cast(pa.date32()).cast(pa.string())
+        if text_format == "timestamp":
+            stamps = pa.array(micros, mask=nulls).cast(pa.int64()).cast(pa.timestamp("us"))
+            return pc.strftime(stamps, format="%Y-%m-%d %H:%M:%S")
         target = arrow_type(self.stats["spark_type"])
         if pa.types.is_date(target):
             return pa.array(micros // MICROS_PER_DAY, mask=nulls).cast(pa.int32()).cast(pa.date32())

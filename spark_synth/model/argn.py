@@ -28,6 +28,7 @@ class ModelConfig:
     embedding_dims: list[int] = field(default_factory=list)
     hidden: int = 256
     dropout: float = 0.3
+    context_dim: int = 0  # width of a per-row context vector added to every head (event logs); 0 for flat tables
 
     def __post_init__(self) -> None:
         self.column_slices = [tuple(s) for s in self.column_slices]
@@ -56,6 +57,9 @@ class FlatARGN(nn.Module):
         width = int(offsets[-1]) + self.n_sub  # embeddings + one "is known" bit per sub-column
         self.w1 = nn.Parameter(torch.randn(self.n_sub, width, config.hidden) * width**-0.5)
         self.b1 = nn.Parameter(torch.zeros(self.n_sub, config.hidden))
+        # a per-row context (subject + history state) enters every head's first layer: one GEMM for all heads
+        self.wc = (nn.Parameter(torch.randn(config.context_dim, self.n_sub * config.hidden) * config.context_dim**-0.5)
+                   if config.context_dim else None)
         self.norm = nn.LayerNorm(config.hidden)
         self.dropout = nn.Dropout(config.dropout)
         # all output layers as one padded batch: one matmul and one softmax for every head
@@ -83,16 +87,23 @@ class FlatARGN(nn.Module):
         return torch.cat([before[:, self.dim_owner], before], dim=1)
 
     # ---- training ---------------------------------------------------------------------
-    def forward(self, codes: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, before: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Summed cross-entropy per row, shape (B,), for codes (B, S) under precedence ``before``."""
         x = self._inputs(codes)
-        masked = x.unsqueeze(0) * self.input_mask(before).unsqueeze(1)  # (S, B, width)
-        hidden = torch.baddbmm(self.b1.unsqueeze(1), masked, self.w1)  # (S, B, H)
+        # masking the weights, not the inputs: every head's first layer is then one GEMM for all heads
+        weights = (self.w1 * self.input_mask(before).unsqueeze(2)).transpose(0, 1).reshape(x.shape[1], -1)
+        if context is not None:
+            x, weights = torch.cat([x, context], dim=1), torch.cat([weights, self.wc], dim=0)
+        hidden = (x @ weights).view(x.shape[0], self.n_sub, -1).transpose(0, 1) + self.b1.unsqueeze(1)  # (S, B, H)
         hidden = self.dropout(torch.nn.functional.gelu(self.norm(hidden)))
         logits = torch.baddbmm((self.b2 + self.code_bias).unsqueeze(1), hidden, self.w2)  # (S, B, C)
         log_probs = torch.log_softmax(logits, dim=-1)
         picked = log_probs.gather(2, codes.t().unsqueeze(2)).squeeze(2)  # (S, B)
         return -picked.sum(dim=0)
+
+    def context_terms(self, context: torch.Tensor) -> torch.Tensor:
+        """(S, B, H): each head's first-layer contribution from the per-row context (B, context_dim)."""
+        return (context @ self.wc).view(context.shape[0], self.n_sub, -1).transpose(0, 1)
 
     def _inputs(self, codes: torch.Tensor) -> torch.Tensor:
         embedded = [emb(codes[:, i]) for i, emb in enumerate(self.embeddings)]
@@ -131,10 +142,12 @@ class FlatARGN(nn.Module):
         fixed: dict[int, torch.Tensor] | None = None,
         temperature: float = 1.0,
         tables: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw (n, S) codes; sub-columns in ``fixed`` (index -> codes) are taken as given.
 
         Fixed sub-columns should come first in ``column_order`` for conditional generation.
+        ``context`` (n, context_dim) is the per-row state of an event log (subject and history).
         """
         columns = column_order if column_order is not None else list(range(len(self.config.column_slices)))
         tables = tables if tables is not None else self.lookup_tables()
@@ -142,6 +155,7 @@ class FlatARGN(nn.Module):
         fixed = fixed or {}
         codes = torch.zeros(n, self.n_sub, dtype=torch.long)
         drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long)  # table rows of the codes drawn so far
+        extra = self.context_terms(context) if context is not None else None
         for p, j in enumerate(self.sub_order(columns).tolist()):
             if j in fixed:
                 drawn = fixed[j].long()
@@ -151,6 +165,8 @@ class FlatARGN(nn.Module):
                     pre += self.b1[j]
                 else:
                     pre = self.b1[j].expand(n, -1)
+                if extra is not None:
+                    pre = pre + extra[j]
                 hidden = torch.nn.functional.gelu(self.norm(pre))
                 card = self.config.cardinalities[j]
                 logits = torch.addmm(self.b2[j, :card] + self.code_bias[j, :card], hidden, self.w2[j, :, :card])

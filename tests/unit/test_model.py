@@ -6,6 +6,7 @@ import torch
 
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sampling import draw, pick
+from spark_synth.train.data import FlatSamples
 from spark_synth.train.loop import TrainSettings, fit
 
 
@@ -84,7 +85,7 @@ def test_training_learns_a_dependency_between_columns() -> None:
     x = torch.randint(0, 3, (3000,))
     codes = torch.stack([x, x], 1)
     model.set_seen_codes(codes)
-    result = fit(model, codes[:2700], codes[2700:], TrainSettings(max_minutes=10, max_epochs=40, batch_size=128, patience=40,
+    result = fit(model, FlatSamples(codes[:2700]), FlatSamples(codes[2700:]), TrainSettings(max_minutes=10, max_epochs=40, batch_size=128, patience=40,
                                                                   progress=False))
     assert result.best_val_loss < 1.2  # ~log(3)=1.10 for x, ~0 for y given x
     fixed = torch.randint(0, 3, (500,))

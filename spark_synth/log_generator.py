@@ -1,0 +1,238 @@
+"""A trained event-log generator: a flat generator for subjects plus a sequence model for their events.
+
+Saved like a flat generator (JSON + safetensors, nothing pickled), in two sub-directories. A
+chunk of subjects is a pure function of (generator, seed, chunk id): the subject table and the
+event table are produced by separate Spark jobs that both replay the chunk's subject codes from
+the same random stream, so every event references a subject of the same chunk without a join.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from safetensors.torch import load, save
+
+from spark_synth.encoding import TableCodec
+from spark_synth.encoding.order import FIRST, GAP, fallback_units, restore
+from spark_synth.encoding.types import arrow_type
+from spark_synth.errors import SynthError
+from spark_synth.generator import SUB_BATCH, Generator, _json_bytes
+from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+
+FORMAT_VERSION = 1
+FILES = ("log.json", "meta.json", "subjects/stats.json", "subjects/model.json", "subjects/weights.safetensors",
+         "events/stats.json", "events/model.json", "events/weights.safetensors")
+SUBJECT_STREAM, EVENT_STREAM, EVENT_DECODE_STREAM, SUBJECT_DECODE_STREAM = 0, 1, 2, 3
+
+
+@dataclass
+class LogGenerator:
+    subjects: Generator
+    event_stats: dict[str, Any]
+    sequence: dict[str, Any]
+    model_config: SequenceModelConfig
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.event_codec = TableCodec(self.event_stats)
+        self.model = SequenceARGN(self.model_config)
+        self.model.load_state_dict(self.state)
+        self.model.eval()
+        self._tables: torch.Tensor | None = None
+        self.key_codec = next(c for c in self.subjects.codec.columns if c.name == self.sequence["subject_key"])
+        self.pins_first, self.pins_later = self._order_pins()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.subjects.stats
+
+    # ---- persistence ------------------------------------------------------------------
+    def to_payload(self) -> dict[str, bytes]:
+        subject_files = self.subjects.to_payload()
+        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        model = {"format_version": FORMAT_VERSION, "kind": "log-events", **self.model_config.to_dict()}
+        log = {"format_version": FORMAT_VERSION, "kind": "log", **self.sequence}
+        return {"log.json": _json_bytes(log), "meta.json": _json_bytes(self.meta),
+                **{f"subjects/{name}": subject_files[name] for name in ("stats.json", "model.json", "weights.safetensors")},
+                "events/stats.json": _json_bytes(self.event_stats), "events/model.json": _json_bytes(model),
+                "events/weights.safetensors": save(state)}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, bytes], where: str = "generator") -> LogGenerator:
+        missing = [f for f in FILES if f not in payload]
+        if missing:
+            raise SynthError(f"{where} is not a spark-synth event-log generator (missing {', '.join(missing)}).",
+                             "Pass the --model-dir of a finished `spark-synth train --subjects ... --events ...`.")
+        log = json.loads(payload["log.json"])
+        config = json.loads(payload["events/model.json"])
+        if (log.pop("format_version", None), log.pop("kind", None)) != (FORMAT_VERSION, "log") or \
+                (config.pop("format_version", None), config.pop("kind", None)) != (FORMAT_VERSION, "log-events"):
+            raise SynthError(f"{where} holds a generator format this version cannot read.",
+                             "Load it with the spark-synth version that trained it, or retrain.")
+        subject_files = {name: payload[f"subjects/{name}"] for name in ("stats.json", "model.json", "weights.safetensors")}
+        subjects = Generator.from_payload({**subject_files, "meta.json": b"{}"}, where=f"{where}/subjects")
+        return cls(subjects, json.loads(payload["events/stats.json"]), log, SequenceModelConfig(**config),
+                   load(payload["events/weights.safetensors"]), json.loads(payload["meta.json"]))
+
+    def save(self, directory: str) -> None:
+        """Write the files atomically: a crash leaves either the old directory or the new one."""
+        parent = os.path.dirname(os.path.abspath(directory))
+        os.makedirs(parent, exist_ok=True)
+        staging = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            for name, content in self.to_payload().items():
+                os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
+                with open(os.path.join(staging, name), "wb") as handle:
+                    handle.write(content)
+            if os.path.exists(directory):
+                shutil.rmtree(directory)
+            os.replace(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: str) -> LogGenerator:
+        payload = {}
+        for name in FILES:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    payload[name] = handle.read()
+        return cls.from_payload(payload, where=directory)
+
+    # ---- sampling ---------------------------------------------------------------------
+    @property
+    def tables(self) -> torch.Tensor:
+        if self._tables is None:
+            self._tables = self.model.events.lookup_tables()
+        return self._tables
+
+    def _order_pins(self) -> tuple[dict[int, int], dict[int, int]]:
+        """The order column's first-value part is null after step 0 and its gap part null at step 0."""
+        if not self.sequence.get("gap_coded"):
+            return {}, {}
+        slices = dict(zip((c.name for c in self.event_codec.modelled), self.event_codec.column_slices, strict=True))
+        pins: list[dict[int, int]] = []
+        for name in (GAP, FIRST):
+            codec = next(c for c in self.event_codec.modelled if c.name == name)
+            null_codes = codec.encode(pa.array([None], type=arrow_type(codec.stats["spark_type"])))[0]
+            lo, _ = slices[name]
+            pins.append({lo + i: int(code) for i, code in enumerate(null_codes)})
+        return pins[0], pins[1]
+
+    def _streams(self, seed: int, chunk_id: int) -> list[np.random.SeedSequence]:
+        return np.random.SeedSequence([seed, chunk_id]).spawn(4)
+
+    def _subject_codes(self, stream: np.random.SeedSequence, n: int) -> list[torch.Tensor]:
+        """The chunk's subject codes, one whole sub-batch at a time (so a chunk's prefix is stable)."""
+        rng = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        return [self.subjects.model.sample(SUB_BATCH, rng, tables=self.subjects.tables) for _ in range(0, n, SUB_BATCH)]
+
+    def generate_subjects_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int) -> pa.RecordBatch:
+        streams = self._streams(seed, chunk_id)
+        decode_rng = np.random.default_rng(streams[SUBJECT_DECODE_STREAM])
+        batches = []
+        for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects)):
+            start = i * SUB_BATCH
+            row_ids = np.arange(first_subject + start, first_subject + start + SUB_BATCH, dtype=np.int64)
+            decoded = self.subjects.codec.decode(codes.numpy(), decode_rng, row_ids)
+            batches.append(decoded.slice(0, min(SUB_BATCH, n_subjects - start)))
+        if not batches:
+            return pa.RecordBatch.from_pylist([], schema=self.subjects.arrow_schema)
+        return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+    def generate_events_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
+                              temperature: float = 1.0) -> pa.RecordBatch:
+        """The events of the chunk's subjects, subject by subject in order; event keys from (chunk, index)."""
+        streams = self._streams(seed, chunk_id)
+        event_rng = torch.Generator().manual_seed(
+            int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
+        max_length = self.sequence["max_length"]
+        batches, emitted = [], 0
+        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects)):
+            start = i * SUB_BATCH
+            codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
+                                                   self.pins_later, temperature)
+            row_ids = first_subject * max_length + emitted + np.arange(len(codes), dtype=np.int64)
+            decoded = self.event_codec.decode(codes.numpy(), decode_rng, row_ids)
+            keep = owner.numpy() < n_subjects - start
+            batch = self._assemble(decoded, first_subject + start + owner.numpy(), step.numpy() == 0)
+            batch = batch.filter(pa.array(keep))
+            emitted += batch.num_rows
+            batches.append(batch)
+        table = pa.Table.from_batches(batches, schema=self.event_schema)
+        if table.num_rows == 0:
+            return pa.RecordBatch.from_pylist([], schema=self.event_schema)
+        return table.combine_chunks().to_batches()[0]
+
+    def _assemble(self, decoded: pa.RecordBatch, subject_rows: np.ndarray, is_start: np.ndarray) -> pa.RecordBatch:
+        """Decoded event columns -> the event table's columns: the foreign key, the restored order column."""
+        seq = self.sequence
+        arrays: dict[str, pa.Array] = {name: decoded.column(name) for name in decoded.schema.names}
+        keys = self.key_codec.decode(np.zeros((len(subject_rows), 0)), None, subject_rows)
+        arrays[seq["foreign_key"]] = keys.cast(arrow_type(seq["foreign_key_type"]))
+        if seq.get("gap_coded"):
+            first_stats = next(c for c in self.event_stats["columns"] if c["name"] == FIRST)
+            order = restore(arrays.pop(FIRST), arrays.pop(GAP), is_start, seq["order_type"],
+                            fallback_units(first_stats, seq["order_type"]))
+            if seq.get("order_text") == "timestamp":  # parsed from text: written back as text
+                order = pc.strftime(order, format="%Y-%m-%d %H:%M:%S")
+            arrays[seq["order_by"]] = order.cast(pa.string()) if seq.get("order_text") else order
+        schema = self.event_schema
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+    @property
+    def event_types(self) -> dict[str, str]:
+        """Spark type of every output event column, in the event table's column order."""
+        seq = self.sequence
+        types = {c["name"]: c["spark_type"] for c in self.event_stats["columns"]}
+        types[seq["foreign_key"]] = seq["foreign_key_type"]
+        if seq.get("order_by") and seq.get("gap_coded"):
+            types[seq["order_by"]] = "string" if seq.get("order_text") else seq["order_type"]
+        return {name: types[name] for name in seq["event_columns"] if name in types}
+
+    @property
+    def event_schema(self) -> pa.Schema:
+        return pa.schema([(name, arrow_type(kind)) for name, kind in self.event_types.items()])
+
+    def sample(self, n_subjects: int, seed: int = 0, chunk_size: int = 10_240) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(subjects, events) in this process: the same as a Spark generation with this seed and chunk size."""
+        if n_subjects <= 0:
+            raise SynthError(f"cannot sample {n_subjects} subjects.", "Ask for a positive number of subjects.")
+        chunks = [(c, min(chunk_size, n_subjects - c * chunk_size), c * chunk_size)
+                  for c in range((n_subjects + chunk_size - 1) // chunk_size)]
+        subjects = pa.Table.from_batches([self.generate_subjects_chunk(seed, *c) for c in chunks]).to_pandas()
+        events = pa.Table.from_batches([self.generate_events_chunk(seed, *c) for c in chunks],
+                                       schema=self.event_schema).to_pandas()
+        return subjects, events
+
+
+def denormalized(subjects: pd.DataFrame, events: pd.DataFrame, sequence: dict[str, Any]) -> pd.DataFrame:
+    """Events with their subject's attributes (subjects without events keep one row of nulls): the
+    single table the MLflow pyfunc returns."""
+    key, fk = sequence["subject_key"], sequence["foreign_key"]
+    right = events.rename(columns={c: f"event.{c}" for c in events.columns if c != fk})
+    merged = subjects.merge(right, how="left", left_on=key, right_on=fk)
+    return merged.drop(columns=[fk]) if fk != key else merged
+
+
+def is_log_generator(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "log.json"))
+
+
+def load_any(directory: str) -> Generator | LogGenerator:
+    """A flat or an event-log generator, whichever the directory holds."""
+    return LogGenerator.load(directory) if is_log_generator(directory) else Generator.load(directory)
+

@@ -1,0 +1,186 @@
+"""Training on an event log: subjects (a flat model) first, then their event sequences in context."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import torch
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_synth import tracking
+from spark_synth.config import TrainConfig
+from spark_synth.encoding import TableCodec
+from spark_synth.errors import SynthError
+from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
+from spark_synth.generate import generate_log_dataframes
+from spark_synth.generator import Generator
+from spark_synth.log_generator import LogGenerator, denormalized
+from spark_synth.model.argn import FlatARGN, ModelConfig
+from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+from spark_synth.pipeline import TrainOutcome, _auto_hidden, _check_model_dir
+from spark_synth.sequences import PreparedLog, prepare_log, read_log
+from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
+from spark_synth.train.loop import TrainSettings, auto_batch_size, fit
+
+SUBJECT_TIME_SHARE = 0.3  # at most this share of the budget goes to the subject model (it usually stops early)
+
+
+def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
+    """Train an event-log generator and track it in MLflow; both sources are only read."""
+    started = time.monotonic()
+    _check_model_dir(config)
+    tracking_uri = tracking.configure(config.tracking_uri)
+    tracking.check_experiment(config.experiment)
+    tracking.check_model_name(config.registered_model)
+    source = read_log(spark, config)
+    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
+    try:
+        prepared = prepare_log(config, source, work_dir)
+        subject_train, subject_val = load_codes(os.path.join(work_dir, "subjects"), prepared.subject_fields)
+        sequences_train, sequences_val = load_sequences(
+            os.path.join(work_dir, "subjects"), os.path.join(work_dir, "events"), prepared.subject_fields,
+            prepared.event_fields, prepared.sequence["max_length"], config.window)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
+    subject_codec, event_codec = TableCodec(prepared.subject_stats), TableCodec(prepared.event_stats)
+    if not subject_codec.sub_columns:
+        raise SynthError(f"the subject table {source.subject_name} has no column to model besides its key.",
+                         "Add subject attribute columns (the events are generated in their context).")
+    if len(subject_train) == 0:
+        raise SynthError("every subject fell into the validation split; too few subjects to train on.",
+                         "Provide more subjects or lower validation_fraction.")
+
+    torch.manual_seed(config.seed)
+    subject_config = ModelConfig(cardinalities=subject_codec.cardinalities, column_slices=subject_codec.column_slices,
+                                 hidden=config.hidden or _auto_hidden(len(subject_train)), dropout=config.dropout)
+    subject_model = FlatARGN(subject_config)
+    subject_model.set_seen_codes(torch.cat([subject_train, subject_val]))
+    n_events = int(sequences_train.lengths.sum() + sequences_val.lengths.sum())
+    n_subjects = len(sequences_train) + len(sequences_val)  # the unit: the model is sized by subjects
+    event_config = ModelConfig(cardinalities=event_codec.cardinalities, column_slices=event_codec.column_slices,
+                               hidden=config.hidden or _auto_hidden(n_subjects), dropout=config.dropout)
+    sequence_config = SequenceModelConfig(subject_cardinalities=subject_codec.cardinalities, events=event_config,
+                                          max_length=prepared.sequence["max_length"], dropout=config.dropout)
+    sequence_model = SequenceARGN(sequence_config)
+    sequence_model.events.set_seen_codes(_event_rows(sequences_train, sequences_val))
+
+    params = _params(config, prepared, subject_config, event_config, len(subject_train), len(subject_val), n_events)
+    with tracking.training_run(config.experiment, params) as run:
+        subject_result = fit(subject_model, FlatSamples(subject_train), FlatSamples(subject_val),
+                             _settings(config, config.max_minutes * SUBJECT_TIME_SHARE), on_epoch=_log_epoch("subjects_"))
+        remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
+        event_settings = _settings(config, remaining)
+        event_settings.batch_size = config.batch_size or subjects_per_batch(n_events, n_subjects)
+        event_result = fit(sequence_model, sequences_train, sequences_val, event_settings,
+                           on_epoch=_log_epoch("events_"))
+        meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id, "orphan_events": prepared.orphan_events,
+                **{f"subjects_{k}": v for k, v in _result_meta(subject_result).items()},
+                **{f"events_{k}": v for k, v in _result_meta(event_result).items()}}
+        subjects = Generator(prepared.subject_stats, subject_config, subject_model.state_dict())
+        generator = LogGenerator(subjects, prepared.event_stats, prepared.sequence, sequence_config,
+                                 sequence_model.state_dict(), meta)
+        generator.save(config.model_dir)
+        try:
+            metrics = {"subjects_epochs": float(subject_result.epochs), "events_epochs": float(event_result.epochs),
+                       "subjects_best_val_loss": subject_result.best_val_loss,
+                       "events_best_val_loss": event_result.best_val_loss,
+                       "train_seconds": subject_result.seconds + event_result.seconds,
+                       "orphan_events": float(prepared.orphan_events),
+                       "max_sequence_length": float(prepared.sequence["max_length"])}
+            quality = _quality_summary(spark, generator, prepared, config, len(subject_val))
+            metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
+            metrics["total_seconds"] = time.monotonic() - started
+            tracking.log_metrics(metrics)
+            sample = denormalized(*generator.sample(5, seed=config.seed), generator.sequence)
+            model_uri = tracking.log_generator(config.model_dir, sample, config.registered_model)
+        except BaseException:
+            shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
+            raise
+    return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
+
+
+def subjects_per_batch(n_events: int, n_subjects: int) -> int:
+    """Batches sized by their events (as flat tables size theirs by rows), in whole subjects."""
+    mean_length = max(n_events / max(n_subjects, 1), 1.0)
+    return int(max(16, 2 ** round(math.log2(max(auto_batch_size(n_events) / mean_length, 1)))))
+
+
+def _event_rows(*parts: SequenceSamples) -> torch.Tensor:
+    rows = [p.event_codes[torch.arange(p.event_codes.shape[1])[None, :] < p.lengths[:, None]] for p in parts]
+    return torch.cat(rows).long()
+
+
+def _settings(config: TrainConfig, minutes: float) -> TrainSettings:
+    return TrainSettings(max_minutes=minutes, max_epochs=config.max_epochs, batch_size=config.batch_size,
+                         learning_rate=config.learning_rate, patience=config.patience, seed=config.seed,
+                         progress=config.progress)
+
+
+def _log_epoch(prefix: str):
+    def log(epoch: int, record: dict[str, float]) -> None:
+        tracking.log_epoch(epoch, {f"{prefix}{k}": v for k, v in record.items() if k != "epoch"})
+
+    return log
+
+
+def _result_meta(result) -> dict[str, Any]:
+    return {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+            "stopped_by": result.stopped_by, "train_seconds": round(result.seconds, 1)}
+
+
+def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig, event_config: ModelConfig,
+            n_train: int, n_val: int, n_events: int) -> dict[str, Any]:
+    params = config.model_dump(exclude={"data", "subjects", "events", "tracking_uri", "columns"})
+    params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
+               "subjects": config.subjects if isinstance(config.subjects, str) else "DataFrame",
+               "events": config.events if isinstance(config.events, str) else "DataFrame",
+               "subject_hidden": subject_config.hidden, "event_hidden": event_config.hidden,
+               "train_subjects": n_train, "validation_subjects": n_val, "events_used": n_events,
+               "max_sequence_length_protected": prepared.sequence["max_length"]}
+    return params
+
+
+def _quality_summary(spark: SparkSession, generator: LogGenerator, prepared: PreparedLog, config: TrainConfig,
+                     n_validation: int) -> dict[str, Any]:
+    """Accuracy of fresh synthetic subjects and events against the validation subjects, printed."""
+    if not config.quality_rows or n_validation == 0:
+        return {}
+    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, n_validation),
+                                               seed=config.seed + 1)
+    subjects, events = subjects.cache(), events.cache()  # generated once, then aggregated many times
+    try:
+        return _score(generator, prepared, subjects, events)
+    finally:
+        subjects.unpersist()
+        events.unpersist()
+
+
+def _score(generator: LogGenerator, prepared: PreparedLog, subjects: DataFrame, events: DataFrame) -> dict[str, Any]:
+    seq = generator.sequence
+    subject_columns = [c.name for c in generator.subjects.codec.modelled]
+    event_columns = [f.name for f in generator.event_schema if f.name != seq["foreign_key"]]
+    subject_quality = accuracy_summary(prepared.validation_subjects, subjects, columns=subject_columns)
+    event_quality = accuracy_summary(prepared.validation_events, events, columns=event_columns)
+    print("subjects: " + format_summary(subject_quality))
+    print("events:   " + format_summary(event_quality))
+    quality: dict[str, Any] = {
+        "subjects_univariate": subject_quality["univariate"], "subjects_bivariate": subject_quality["bivariate"],
+        "events_univariate": event_quality["univariate"], "events_bivariate": event_quality["bivariate"]}
+    try:
+        from spark_synth.evaluate.coherence import coherence_summary, format_coherence
+    except ImportError:  # pragma: no cover - built alongside this module
+        return quality
+    coherence = coherence_summary(prepared.validation_events, events, seq["foreign_key"], event_columns,
+                                  order_by=seq.get("order_by"),
+                                  real_subject_keys=prepared.validation_subjects.select(seq["subject_key"]),
+                                  synthetic_subject_keys=subjects.select(seq["subject_key"]))
+    print(format_coherence(coherence))
+    quality |= {f"coherence_{k}" if k != "coherence" else k: float(v) for k, v in coherence.items()
+                if isinstance(v, int | float)}
+    return quality

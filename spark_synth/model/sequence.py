@@ -1,0 +1,154 @@
+"""Event sequences conditioned on their subject: a length head, a recurrent history, per-column heads.
+
+One training sample is one subject. Its encoded attributes form the context; a GRU runs over the
+subject's previous events; the state at step t is (context, history, position t, remaining steps
+L - t). The event heads are a :class:`FlatARGN` whose every head also sees that state, so the
+any-order column masks of flat tables carry over to each event.
+
+The length L is drawn first, from the context (the step-0 "remaining steps" prediction); the
+terminal state is "remaining steps = 0", which zero-event subjects reach at once. Generation
+therefore stops exactly at the learned length, and that length never exceeds the protected
+maximum, because the head has no code above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from spark_synth.model.argn import FlatARGN, ModelConfig, embedding_dim
+from spark_synth.model.sampling import draw
+
+POSITION_BUCKETS = 64  # positions and remaining steps beyond this share the last embedding
+
+
+@dataclass
+class SequenceModelConfig:
+    """Everything needed to rebuild the network (stored as JSON beside the weights)."""
+
+    subject_cardinalities: list[int]
+    events: ModelConfig
+    max_length: int  # the protected maximum sequence length
+    history: int = 128
+    state: int = 64
+    dropout: float = 0.3
+    subject_embedding_dims: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.events, dict):
+            self.events = ModelConfig(**self.events)
+        if not self.subject_embedding_dims:
+            self.subject_embedding_dims = [embedding_dim(c) for c in self.subject_cardinalities]
+        self.events.context_dim = self.state
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["events"] = self.events.to_dict()
+        return out
+
+
+class SequenceARGN(nn.Module):
+    def __init__(self, config: SequenceModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.events.hidden
+        self.subject_embeddings = nn.ModuleList(
+            nn.Embedding(c, d) for c, d in zip(config.subject_cardinalities, config.subject_embedding_dims, strict=True))
+        subject_width = sum(config.subject_embedding_dims) + 1  # +1: a constant, so a key-only subject table works
+        self.context = nn.Sequential(nn.Linear(subject_width, hidden), nn.LayerNorm(hidden), nn.GELU())
+        self.length_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, hidden), nn.GELU(),
+                                         nn.Linear(hidden, config.max_length + 1))
+        self.events = FlatARGN(config.events)
+        event_width = sum(config.events.embedding_dims)
+        self.event_input = nn.Linear(event_width, config.history)
+        self.start = nn.Parameter(torch.zeros(config.history))
+        self.initial_state = nn.Linear(hidden, config.history)
+        self.gru = nn.GRU(config.history, config.history, batch_first=True)
+        self.position = nn.Embedding(POSITION_BUCKETS, 16)
+        self.remaining = nn.Embedding(POSITION_BUCKETS, 16)
+        self.to_state = nn.Sequential(nn.Dropout(config.dropout),
+                                      nn.Linear(hidden + config.history + 32, config.state), nn.GELU())
+
+    # ---- pieces shared by training and generation -------------------------------------
+    def subject_context(self, subject_codes: torch.Tensor) -> torch.Tensor:
+        parts = [emb(subject_codes[:, i]) for i, emb in enumerate(self.subject_embeddings)]
+        parts.append(torch.ones(subject_codes.shape[0], 1))
+        return self.context(torch.cat(parts, dim=1))
+
+    def embed_events(self, codes: torch.Tensor) -> torch.Tensor:
+        """(..., S) event codes -> (..., history) GRU inputs."""
+        parts = [emb(codes[..., i]) for i, emb in enumerate(self.events.embeddings)]
+        return self.event_input(torch.cat(parts, dim=-1))
+
+    def step_state(self, context: torch.Tensor, history: torch.Tensor, position: torch.Tensor,
+                   remaining: torch.Tensor) -> torch.Tensor:
+        last = POSITION_BUCKETS - 1
+        features = [context, history, self.position(position.clamp(max=last)), self.remaining(remaining.clamp(max=last))]
+        return self.to_state(torch.cat(features, dim=-1))
+
+    # ---- training ---------------------------------------------------------------------
+    def forward(self, subject_codes: torch.Tensor, event_codes: torch.Tensor, lengths: torch.Tensor,
+                starts: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per subject, shape (B,).
+
+        ``event_codes`` (B, W, S) is a window of each subject's events beginning at step ``starts``
+        (0 unless the sequence is longer than the window); ``lengths`` are the whole lengths.
+        """
+        context = self.subject_context(subject_codes)
+        length_loss = nn.functional.cross_entropy(self.length_head(context), lengths, reduction="none")
+        batch, window, _ = event_codes.shape
+        if window == 0:
+            return length_loss
+        inputs = self.embed_events(event_codes[:, :-1])
+        inputs = torch.cat([self.start.expand(batch, 1, -1), inputs], dim=1)
+        initial = torch.tanh(self.initial_state(context)).unsqueeze(0)
+        history, _ = self.gru(inputs, initial)  # history[:, t] summarises the events before step t
+        position = starts[:, None] + torch.arange(window)[None, :]
+        valid = position < lengths[:, None]
+        remaining = (lengths[:, None] - position).clamp(min=0)
+        state = self.step_state(context.unsqueeze(1).expand(-1, window, -1), history, position, remaining)
+        rows = self.events(event_codes[valid], before, context=state[valid])
+        event_loss = torch.zeros(batch).index_add_(0, valid.nonzero()[:, 0], rows)
+        return length_loss + event_loss
+
+    # ---- generation -------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, subject_codes: torch.Tensor, generator: torch.Generator, tables: torch.Tensor,
+               fixed_first: dict[int, int] | None = None, fixed_later: dict[int, int] | None = None,
+               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Events for each subject row: (codes (E, S), subject index (E,), step (E,)), subject-major.
+
+        ``fixed_first`` / ``fixed_later`` pin sub-columns (index -> code) at step 0 / at later steps:
+        the order column's "first value" and "gap" parts are each null where the other applies.
+        """
+        n = subject_codes.shape[0]
+        context = self.subject_context(subject_codes)
+        lengths = draw(self.length_head(context), generator, temperature)
+        hidden = torch.tanh(self.initial_state(context)).unsqueeze(0)
+        inputs = self.start.expand(n, -1)
+        active = torch.arange(n)
+        codes_out, subject_out, step_out = [], [], []
+        for step in range(self.config.max_length):
+            keep = lengths[active] > step
+            if not bool(keep.any()):
+                break
+            active, inputs, hidden = active[keep], inputs[keep], hidden[:, keep]
+            output, hidden = self.gru(inputs.unsqueeze(1), hidden)
+            position = torch.full((len(active),), step, dtype=torch.long)
+            state = self.step_state(context[active], output[:, 0], position, lengths[active] - step)
+            pins = (fixed_first if step == 0 else fixed_later) or {}
+            fixed = {j: torch.full((len(active),), code, dtype=torch.long) for j, code in pins.items()}
+            codes = self.events.sample(len(active), generator, fixed=fixed, temperature=temperature,
+                                       tables=tables, context=state)
+            codes_out.append(codes)
+            subject_out.append(active)
+            step_out.append(position)
+            inputs = self.embed_events(codes)
+        if not codes_out:
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0, self.events.n_sub, dtype=torch.long), empty, empty
+        codes, subjects, steps = torch.cat(codes_out), torch.cat(subject_out), torch.cat(step_out)
+        order = torch.argsort(subjects * (self.config.max_length + 1) + steps)
+        return codes[order], subjects[order], steps[order]

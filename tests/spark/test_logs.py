@@ -1,0 +1,212 @@
+"""Event logs end to end on real data: a baseball sample (players -> batting seasons, ordered by year).
+
+One generator is trained through the CLI and shared; the tests check the linked tables it writes,
+determinism across partition counts, the protected sequence length, per-subject rare values, and
+the bad-input cases of the event-log interface.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_bad_input import assert_rejected
+
+from spark_synth import cli
+from spark_synth.log_generator import LogGenerator
+
+BASEBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "baseball"
+N_PLAYERS = 1_500
+
+
+@dataclass(frozen=True)
+class LogData:
+    subjects: Path
+    events: Path
+
+
+@dataclass(frozen=True)
+class TrainedLog:
+    data: LogData
+    model_dir: Path
+    real_events: pd.DataFrame
+
+
+def log_argv(data: LogData, model_dir: Path, store, *extra: str) -> list[str]:
+    return ["train", "--subjects", str(data.subjects), "--subject-key", "id", "--events", str(data.events),
+            "--foreign-key", "players_id", "--order-by", "year", "--model-dir", str(model_dir),
+            "--tracking-uri", store.uri, "--no-progress", *extra]
+
+
+def write_log(directory: Path, players: pd.DataFrame, batting: pd.DataFrame) -> LogData:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = LogData(directory / "players.parquet", directory / "batting.parquet")
+    players.to_parquet(data.subjects, index=False)
+    batting.to_parquet(data.events, index=False)
+    return data
+
+
+@pytest.fixture(scope="session")
+def baseball_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+    players = pd.read_parquet(BASEBALL / "players_train.parquet").sample(N_PLAYERS, random_state=3)
+    batting = pd.read_parquet(BASEBALL / "batting_train.parquet")
+    return players.reset_index(drop=True), batting[batting.players_id.isin(players.id)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def trained_log(spark, tmp_path_factory, baseball_sample, mlflow_store) -> TrainedLog:
+    players, batting = baseball_sample
+    data = write_log(tmp_path_factory.mktemp("baseball"), players, batting)
+    model_dir = tmp_path_factory.mktemp("trained-log") / "generator"
+    assert cli.run(log_argv(data, model_dir, mlflow_store, "--max-minutes", "0.6")) == 0
+    return TrainedLog(data, model_dir, batting)
+
+
+@pytest.fixture(scope="session")
+def generated(trained_log, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    output = tmp_path_factory.mktemp("generated") / "log"
+    rc = cli.run(["generate", "--model", str(trained_log.model_dir), "--subjects", "2500", "--output", str(output),
+                  "--chunk-size", "1000"])
+    assert rc == 0
+    return pd.read_parquet(output / "subjects"), pd.read_parquet(output / "events")
+
+
+def test_generated_tables_are_linked_and_ordered(generated, trained_log) -> None:
+    subjects, events = generated
+    real = trained_log.real_events
+    assert len(subjects) == 2500 and subjects.id.is_unique
+    assert list(events.columns) == list(real.columns)
+    assert events.players_id.isin(subjects.id).all()  # every event references a generated subject
+    assert (events.groupby("players_id").year.diff().dropna() >= 0).all()  # never goes back in time
+    # a short training run: the mean length is learned only roughly (the toy unit test checks it closely)
+    assert 0.3 * len(real) / N_PLAYERS < len(events) / len(subjects) < 3 * len(real) / N_PLAYERS
+    assert set(events.team.dropna()) <= set(real.team) | {"_RARE_"}
+
+
+def test_iso_date_strings_are_modelled_as_dates_and_written_back_as_text(generated, trained_log) -> None:
+    subjects, _ = generated
+    stats = json.loads((trained_log.model_dir / "subjects" / "stats.json").read_text())
+    birth = next(c for c in stats["columns"] if c["name"] == "birthDate")
+    assert birth["encoding"] == "datetime" and birth["text_format"] == "date" and birth["spark_type"] == "string"
+    dates = subjects.birthDate.dropna()
+    assert dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all() and dates.nunique() > 500
+    assert pd.to_datetime(dates).dt.year.between(1800, 2010).all()
+
+
+def test_sequence_lengths_stay_within_the_protected_maximum(generated, trained_log) -> None:
+    _, events = generated
+    sequence = json.loads((trained_log.model_dir / "log.json").read_text())
+    real_lengths = trained_log.real_events.groupby("players_id").size()
+    assert sequence["max_length"] < real_lengths.max() or (real_lengths == real_lengths.max()).sum() >= 5
+    assert events.groupby("players_id").size().max() <= sequence["max_length"]
+
+
+def test_generation_is_independent_of_partitions_and_matches_local_sampling(spark, trained_log) -> None:
+    from spark_synth.generate import generate_log_dataframes
+
+    generator = LogGenerator.load(str(trained_log.model_dir))
+    frames = []
+    for partitions in (1, 3):
+        subjects, events = generate_log_dataframes(spark, generator, 700, seed=5, chunk_size=250, partitions=partitions)
+        frames.append((subjects.toPandas(), events.toPandas()))
+    local = generator.sample(700, seed=5, chunk_size=250)
+    for (s1, e1), (s2, e2) in ((frames[0], frames[1]), (frames[0], local)):
+        pd.testing.assert_frame_equal(s1, s2)
+        pd.testing.assert_frame_equal(e1.reset_index(drop=True), e2.reset_index(drop=True))
+    prefix_subjects, prefix_events = generator.sample(300, seed=5, chunk_size=250)
+    pd.testing.assert_frame_equal(prefix_subjects, local[0].head(300))
+    assert prefix_events.players_id.isin(prefix_subjects.id).all()
+
+
+def test_one_subjects_long_sequence_and_rare_team_do_not_come_out(spark, tmp_path, baseball_sample, mlflow_store) -> None:
+    players, batting = baseball_sample
+    players, batting = players.head(400), batting[batting.players_id.isin(players.head(400).id)]
+    planted_id = players.id.iloc[0]
+    planted = pd.DataFrame({"players_id": planted_id, "year": np.arange(1800, 1800 + 120), "team": "ZZ9",
+                            "league": "NL"}).reindex(columns=batting.columns)
+    planted = planted.fillna({c: 1 for c in batting.columns if c not in ("players_id", "team", "league")})
+    data = write_log(tmp_path / "planted", players, pd.concat([batting[batting.players_id != planted_id], planted]))
+    model_dir = tmp_path / "model"
+    assert cli.run(log_argv(data, model_dir, mlflow_store, "--max-minutes", "0.1", "--config",
+                            str(_no_quality(tmp_path)))) == 0
+    sequence = json.loads((model_dir / "log.json").read_text())
+    assert sequence["max_length"] < 40  # the 120-event subject does not set the maximum length
+    stored = (model_dir / "events" / "stats.json").read_text()
+    assert "ZZ9" not in stored  # 120 events, one subject: rare
+    subjects, events = LogGenerator.load(str(model_dir)).sample(3000, seed=1)
+    assert events.groupby("players_id").size().max() <= sequence["max_length"]
+    assert "ZZ9" not in set(events.team.dropna()) and events.year.min() >= 1850
+
+
+def _no_quality(tmp_path: Path) -> Path:
+    config = tmp_path / "train.yaml"
+    config.write_text("quality_rows: 0\n")
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def small_log(tmp_path, baseball_sample) -> tuple[pd.DataFrame, pd.DataFrame]:
+    players, batting = baseball_sample
+    players = players.head(100)
+    return players, batting[batting.players_id.isin(players.id)]
+
+
+def test_missing_foreign_key_column(spark, tmp_path, small_log, mlflow_store, capsys, digest) -> None:
+    players, batting = small_log
+    data = write_log(tmp_path / "in", players, batting.rename(columns={"players_id": "player"}))
+    assert_rejected(log_argv(data, tmp_path / "model", mlflow_store), capsys, digest, [tmp_path],
+                    names=["players_id", "--foreign-key"], fix=["--foreign-key"])
+
+
+def test_duplicate_subject_keys(spark, tmp_path, small_log, mlflow_store, capsys, digest) -> None:
+    players, batting = small_log
+    data = write_log(tmp_path / "in", pd.concat([players, players.head(3)]), batting)
+    assert_rejected(log_argv(data, tmp_path / "model", mlflow_store), capsys, digest, [tmp_path],
+                    names=["not unique", "id", "3 duplicate"], fix=["deduplicate"])
+
+
+def test_nulls_in_the_order_column(spark, tmp_path, small_log, mlflow_store, capsys, digest) -> None:
+    players, batting = small_log
+    batting = batting.astype({"year": "float64"})
+    batting.loc[batting.index[:2], "year"] = None
+    data = write_log(tmp_path / "in", players, batting)
+    assert_rejected(log_argv(data, tmp_path / "model", mlflow_store), capsys, digest, [tmp_path],
+                    names=["2 event(s)", "null", "year"], fix=["--order-by"])
+
+
+def test_empty_events_table(spark, tmp_path, small_log, mlflow_store, capsys, digest) -> None:
+    players, batting = small_log
+    data = write_log(tmp_path / "in", players, batting.iloc[:0])
+    assert_rejected(log_argv(data, tmp_path / "model", mlflow_store), capsys, digest, [tmp_path],
+                    names=["empty", str(data.events)], fix=["--events"])
+
+
+def test_flat_and_log_inputs_together(tmp_path, capsys, digest, mlflow_store) -> None:
+    data = LogData(tmp_path / "p.parquet", tmp_path / "b.parquet")
+    argv = [*log_argv(data, tmp_path / "model", mlflow_store), "--data", str(data.subjects)]
+    assert_rejected(argv, capsys, digest, [tmp_path], names=["either --data", "not both"], fix=["setting"])
+
+
+def test_generate_rows_with_a_log_generator(trained_log, tmp_path, capsys, digest) -> None:
+    argv = ["generate", "--model", str(trained_log.model_dir), "--rows", "10", "--output", str(tmp_path / "out")]
+    assert_rejected(argv, capsys, digest, [tmp_path, trained_log.model_dir], names=["event-log generator"],
+                    fix=["--subjects"])
+
+
+def test_mlflow_pyfunc_returns_events_with_their_subjects(trained_log, mlflow_store) -> None:
+    import mlflow
+
+    mlflow_store.activate()
+    run_id = json.loads((trained_log.model_dir / "meta.json").read_text())["mlflow_run_id"]
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/pyfunc")
+    rows = model.predict(pd.DataFrame({"rows": [40], "seed": [2]}))
+    assert rows.id.nunique() == 40  # subjects without events keep one row
+    assert {"country", "birthDate", "event.year", "event.team"} <= set(rows.columns)
+    assert (rows.dropna(subset=["event.year"]).groupby("id")["event.year"].diff().dropna() >= 0).all()
