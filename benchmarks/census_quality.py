@@ -17,13 +17,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, SCORE, default_qa_python, machine, table, write_result
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, default_qa_python, machine, referee, table, write_result
 
 TRAIN_ROWS = 39_074  # size of census_train.parquet; we generate as many rows as the training split
 TARGETS = {"overall": (">=", 0.97), "dcr_share": ("<=", 0.53), "tstr_gap": ("<=", 0.015)}
@@ -80,14 +78,8 @@ def train_and_generate(args: argparse.Namespace, train_path: str, work: str) -> 
 
 def score(qa_python: str, synthetic: str, train_path: str, holdout_path: str, report_dir: str) -> dict[str, Any]:
     """Run the referee in its own venv and return its JSON line."""
-    cmd = [qa_python, SCORE, "flat", synthetic, train_path, holdout_path, "--target", "income",
-           "--label", "census_quality", "--report-dir", report_dir]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"referee failed (exit {done.returncode}): {' '.join(cmd)}")
-    return json.loads(lines[-1])
+    return referee(qa_python, ["flat", synthetic, train_path, holdout_path, "--target", "income",
+                               "--label", "census_quality", "--report-dir", report_dir])
 
 
 def report(figures: dict[str, Any]) -> str:

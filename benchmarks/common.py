@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +19,17 @@ def default_qa_python() -> str:
     local = os.path.join(REPO, ".venv-qa", "bin", "python")
     return local if os.path.exists(local) else "/work/qa-venv/bin/python"
 RESULTS_DIR = os.path.join(REPO, "benchmarks", "results")
+
+
+def referee(qa_python: str, argv: list[str]) -> dict:
+    """Run ``score.py ARGV`` in the referee's venv and return its JSON line (exit on failure)."""
+    cmd = [qa_python, SCORE, *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"referee failed (exit {done.returncode}): {' '.join(cmd)}")
+    return json.loads(lines[-1])
 
 
 def machine() -> dict[str, object]:

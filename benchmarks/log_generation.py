@@ -65,9 +65,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", help="an existing event-log generator directory (default: train a small one)")
     ap.add_argument("--train-minutes", type=float, default=0.5, help="budget of the small generator")
     ap.add_argument("--data-dir", default=DEFAULT_LOG_DIR, help=f"holds {SUBJECTS_FILE} and {EVENTS_FILE}")
-    ap.add_argument("--chunk-size", type=int, default=50_000,
-                    help="subjects per chunk (the product's default is 100,000: at 100k subjects that is one "
-                         "chunk, hence one task and one core)")
+    ap.add_argument("--chunk-size", type=int, default=10_240,
+                    help="subjects per chunk (the product's default for event logs)")
     ap.add_argument("--breakdown-subjects", type=int, default=20_480,
                     help="subjects of the in-process chunk (a multiple of the 2,048-subject sub-batch)")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "log_generation.json"))

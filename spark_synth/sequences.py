@@ -150,12 +150,11 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
                          "Add event attribute columns or an --order-by column.")
 
     subject_split = _subject_flag(col(key), config)
-    subject_fields = encode_to_shards(
-        subjects.withColumn(SPLIT_COLUMN, subject_split).withColumn(SUBJECT_ID, _subject_id(col(key), config)), subject_stats, os.path.join(work_dir, "subjects"),
+    flagged = subjects.withColumn(SPLIT_COLUMN, subject_split).withColumn(SUBJECT_ID, _subject_id(col(key), config))
+    subject_fields = encode_to_shards(flagged, subject_stats, os.path.join(work_dir, "subjects"),
                                       ((SUBJECT_ID, "bigint"), (SPLIT_COLUMN, "boolean")))
-    events = sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config))
-    event_fields = encode_to_shards(events, event_stats, os.path.join(work_dir, "events"),
-                                    ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")))
+    event_fields = encode_to_shards(sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config)), event_stats,
+                                    os.path.join(work_dir, "events"), ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")))
     validation_subjects = subjects.where(subject_split)
     validation_events = events.where(_subject_flag(col(fk), config))
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,

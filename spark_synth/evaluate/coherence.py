@@ -103,6 +103,7 @@ def _windowed(
     order_by: str | None,
     types: dict[str, T.DataType],
     seed: int,
+    salt: int,
     max_sequence_length: int,
 ) -> DataFrame:
     """Events as (key, c0.., next values m0.., step, length, pick, keep), one window pass per subject.
@@ -135,9 +136,11 @@ def _windowed(
         F.count(F.lit(1)).over(subject).alias(_LEN),
     )
     # mostlyai-qa: the pair starts at a uniform step in [0, len - 2] (0 for a single event) ...
-    start = F.floor((F.col(_LEN) - 1) * _uniform(seed, F.col(_KEY))).cast("long")
+    start = F.floor((F.col(_LEN) - 1) * _uniform(seed, F.lit(salt), F.col(_KEY))).cast("long")
     # ... and at most max_sequence_length random events of a subject feed the category figures.
-    shuffled = subject.orderBy(F.xxhash64(F.lit(seed + 1), F.col(_KEY), F.col(_IDX)), F.col(_IDX))
+    shuffled = subject.orderBy(
+        F.xxhash64(F.lit(seed + 1), F.lit(salt), F.col(_KEY), F.col(_IDX)), F.col(_IDX)
+    )
     keep = (F.col(_LEN) <= max_sequence_length) | (F.row_number().over(shuffled) <= max_sequence_length)
     return df.select("*", (F.col(_IDX) == start).alias(_PICK), keep.alias(_KEEP))
 
@@ -423,13 +426,19 @@ def coherence_summary(
     n_category_bins: int = N_CATEGORY_BINS,
     max_sequence_length: int = MAX_SEQUENCE_LENGTH,
     seed: int = 0,
+    independent_draws: bool = False,
 ) -> dict:
     """Coherence of synthetic event sequences against real ones (see the module docstring).
 
     ``foreign_key`` links each event to its subject; ``columns`` are the event columns to score (None: all
     but the key); events are ordered within a subject by ``order_by`` when given, then by the columns in
     the given order. ``real_subject_keys``/``synthetic_subject_keys`` (one column of subject keys each)
-    let subjects without events count with length 0. ``seed`` picks the consecutive pair of each subject.
+    let subjects without events count with length 0. ``seed`` picks the consecutive pair of each subject
+    (and the events kept of sequences longer than ``max_sequence_length``), from a hash of the subject key:
+    by default a subject key present on both sides draws the same step on both, so identical data scores
+    exactly 1. ``independent_draws=True`` draws each side separately, as mostlyai-qa does; it matters only
+    where the synthetic data shares subject keys with the real data (e.g. a holdout scored against a pool
+    that contains it, where shared draws make the pair figure some 0.005 higher than the referee's).
 
     Returns ``coherence``, ``consecutive_pairs``, ``distinct_per_subject``, ``subjects_per_category``,
     ``sequence_length``, ``sequence_length_nonempty``, ``per_column`` ({column: the three figures}),
@@ -446,18 +455,19 @@ def coherence_summary(
     names = [f"c{i}" for i in range(n)]
     keys = [_keys(real_subject_keys, "real"), _keys(synthetic_subject_keys, "synthetic")]
 
-    def windowed(events: DataFrame) -> DataFrame:
-        return _windowed(events, foreign_key, columns, order_by, types, seed, max_sequence_length)
+    def windowed(events: DataFrame, side: int) -> DataFrame:
+        salt = side if independent_draws else 0
+        return _windowed(events, foreign_key, columns, order_by, types, seed, salt, max_sequence_length)
 
     cached: list[DataFrame] = []
     try:
-        real_w = _persist(windowed(real_events))
+        real_w = _persist(windowed(real_events, 0))
         cached.append(real_w)
         # fine bins for the category figures, on the (capped) real events
         fine = _fit_bins(real_w.where(F.col(_KEEP)), names, n_category_bins, n_category_bins)
         subjects = [
             _persist(_subjects(real_w, fine, keys[0], 0)),
-            _persist(_subjects(windowed(synthetic_events), fine, keys[1], 1)),
+            _persist(_subjects(windowed(synthetic_events, 1), fine, keys[1], 1)),
         ]
         cached += subjects
         both = subjects[0].unionByName(subjects[1])

@@ -53,6 +53,15 @@ def test_identical_data_scores_one(logs):
     assert "length real" in text and "length synthetic" in text
 
 
+def test_independent_draws_only_move_the_pairs(logs):
+    # each side draws its own consecutive pair, as mostlyai-qa does: identical data no longer scores exactly 1
+    summary = coherence_summary(logs, logs, "sid", COLUMNS, order_by="t", independent_draws=True)
+    assert summary["consecutive_pairs"] < 1.0
+    assert summary["distinct_per_subject"] == pytest.approx(1.0)
+    assert summary["subjects_per_category"] == pytest.approx(1.0)
+    assert summary["sequence_length"] == pytest.approx(1.0)
+
+
 def test_shuffled_order_lowers_consecutive_pairs(spark, logs):
     pdf = _logs()
     rng = np.random.default_rng(1)
