@@ -18,6 +18,7 @@ from spark_synth.config import TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
+from spark_synth.evaluate.coherence import coherence_summary, format_coherence
 from spark_synth.generate import generate_log_dataframes
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
@@ -172,10 +173,6 @@ def _score(generator: LogGenerator, prepared: PreparedLog, subjects: DataFrame, 
     quality: dict[str, Any] = {
         "subjects_univariate": subject_quality["univariate"], "subjects_bivariate": subject_quality["bivariate"],
         "events_univariate": event_quality["univariate"], "events_bivariate": event_quality["bivariate"]}
-    try:
-        from spark_synth.evaluate.coherence import coherence_summary, format_coherence
-    except ImportError:  # pragma: no cover - built alongside this module
-        return quality
     coherence = coherence_summary(prepared.validation_events, events, seq["foreign_key"], event_columns,
                                   order_by=seq.get("order_by"),
                                   real_subject_keys=prepared.validation_subjects.select(seq["subject_key"]),
