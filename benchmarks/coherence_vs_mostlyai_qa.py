@@ -12,15 +12,16 @@ runs with real = train + holdout. The synthetic side is, per case:
 - ``first-season``: each holdout player's first season only (every sequence has length 1).
 
 The referee runs in its own venv (a subprocess) on the same Parquet files; it is called the way
-score.py calls it, and its per-part accuracies are read back from its statistics directory. Both sides
-draw one consecutive pair per subject at random, so the pair figure carries sampling noise: ``--seeds``
-repeats both with several seeds (ours: ``seed=``, the referee: ``qa.set_random_state``) and compares
-the means. Ours runs with ``independent_draws=True``, the referee's setting: here the synthetic
-players are also part of the real pool, and the default (the same draw for a key on both sides) would
-score their pairs against copies of themselves; the holdout case also shows that default ("[shared
-draws]"). The perturbed files are sorted by player, year, then the other columns, which is the order
-``coherence_summary`` uses, so both sides see the same sequences; the real files keep their own order
-(seasons of one year in stint order), where ties within a year may be ordered differently.
+score.py calls it, and its per-part accuracies are read back from its statistics directory.
+
+Ours is set up as the referee works, so that the two should agree: events in the order their rows lie
+in the files (the referee's order; ``order_by`` a row-position column, as seasons of one year keep their
+stint order there) and ``independent_draws=True`` (the synthetic players are also in the real pool;
+the default would draw the same pair for them on both sides). Both sides draw one consecutive pair per
+subject at random, so that figure carries sampling noise: ``--seeds`` repeats both with several seeds
+(ours: ``seed=``, the referee: ``qa.set_random_state``) and compares the means. For the holdout case,
+two more rows show the product's setting: ``order_by="year"`` (ties within a year then ordered by the
+other columns), with independent and with the default shared draws.
 
 usage: .venv/bin/python benchmarks/coherence_vs_mostlyai_qa.py [--qa-python P] [--data DIR] [--seeds 0 1 2]
                                                                [--cases holdout dealt ...] [--out FILE]
@@ -45,6 +46,7 @@ from spark_synth.spark import get_spark
 
 DEFAULT_DATA = str(Path(REPO).parent / "shared" / "data" / "baseball")
 KEY, FK, ORDER = "id", "players_id", "year"
+ROW = "_row"  # a row's position in its file: the referee's order within a subject
 CASES = ("holdout", "dealt", "scrambled", "first-season")
 METRICS = (
     "coherence",
@@ -96,7 +98,7 @@ print(json.dumps({
 
 
 def perturb(events: pd.DataFrame, case: str, seed: int = 0) -> pd.DataFrame:
-    """The synthetic events of a case, sorted as ``coherence_summary`` orders them."""
+    """The synthetic events of a case, sorted by player and year (ties in their original order)."""
     if case == "holdout":
         return events
     rng = np.random.default_rng(seed)
@@ -114,7 +116,7 @@ def perturb(events: pd.DataFrame, case: str, seed: int = 0) -> pd.DataFrame:
         out = out.groupby(FK, sort=False).head(1)
     else:
         raise ValueError(f"unknown case {case!r}")
-    return out.sort_values([FK, ORDER, *others], na_position="first", kind="stable").reset_index(drop=True)
+    return out.sort_values([FK, ORDER], kind="stable").reset_index(drop=True)
 
 
 def referee(qa_python: str, paths: dict[str, str], seed: int, embeddings: int) -> dict:
@@ -148,20 +150,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="coherence_bench_"))
     spark = get_spark(args.master)
     spark.conf.set("spark.sql.shuffle.partitions", "4")
-    real = spark.read.parquet(str(files["trn_ev"])).unionByName(spark.read.parquet(str(files["hol_ev"])))
+    train, holdout = pd.read_parquet(files["trn_ev"]), pd.read_parquet(files["hol_ev"])
+    columns = [c for c in holdout.columns if c != FK]
+
+    def with_rows(events: pd.DataFrame):
+        return spark.createDataFrame(events.assign(**{ROW: np.arange(len(events))}))
+
+    real = with_rows(pd.concat([train, holdout], ignore_index=True))
     real_keys = spark.read.parquet(str(files["trn_subj"])).select(KEY)
     real_keys = real_keys.unionByName(spark.read.parquet(str(files["hol_subj"])).select(KEY))
     syn_keys = spark.read.parquet(str(files["hol_subj"])).select(KEY)
-    holdout = pd.read_parquet(files["hol_ev"])
-    columns = [c for c in holdout.columns if c != FK]
 
     results: dict[str, dict] = {}
     try:
         for case in args.cases:
             syn_path = files["hol_ev"] if case == "holdout" else tmp / f"batting_{case}.parquet"
+            synthetic = perturb(holdout, case)
             if case != "holdout":
-                perturb(holdout, case).to_parquet(syn_path, index=False)
-            syn = spark.read.parquet(str(syn_path))
+                synthetic.to_parquet(syn_path, index=False)
+            syn = with_rows(synthetic)
             paths = {k: str(v) for k, v in files.items()} | {
                 "syn_subj": str(files["hol_subj"]),
                 "syn_ev": str(syn_path),
@@ -170,14 +177,24 @@ def main() -> None:
             for seed in args.seeds:
                 t0 = time.time()
                 summary = coherence_summary(
-                    real, syn, FK, columns, ORDER, real_keys, syn_keys, seed=seed, independent_draws=True
+                    real, syn, FK, columns, ROW, real_keys, syn_keys, seed=seed, independent_draws=True
                 )
                 summary["seconds"] = round(time.time() - t0, 1)
-                if case == "holdout":
-                    # the default: a subject key on both sides draws the same pair (see the docstring)
-                    shared = coherence_summary(real, syn, FK, columns, ORDER, real_keys, syn_keys, seed=seed)
-                    for metric in ("coherence", "consecutive_pairs"):
-                        summary[f"{metric} [shared draws]"] = shared[metric]
+                if case == "holdout":  # the product's setting: order by year, then the other columns
+                    for label, independent in (("", True), (", shared draws", False)):
+                        product = coherence_summary(
+                            real,
+                            syn,
+                            FK,
+                            columns,
+                            ORDER,
+                            real_keys,
+                            syn_keys,
+                            seed=seed,
+                            independent_draws=independent,
+                        )
+                        for metric in ("coherence", "consecutive_pairs"):
+                            summary[f"{metric} [order_by=year{label}]"] = product[metric]
                 ours.append(summary)
                 qa.append(referee(args.qa_python, paths, seed, args.embeddings))
                 print(
@@ -199,14 +216,13 @@ def main() -> None:
             rows.append(
                 [case, metric, float(ours.mean()), float(qa.mean()), abs(ours.mean() - qa.mean()), spread]
             )
-        for metric in ("coherence [shared draws]", "consecutive_pairs [shared draws]"):
-            if metric in both["ours"][0]:
-                ours = np.array([s[metric] for s in both["ours"]])
-                qa = np.array([s[metric.split()[0]] for s in both["mostlyai_qa"]])
-                spread = f"{ours.std():.4f} / {qa.std():.4f}" if len(ours) > 1 else "-"
-                rows.append(
-                    [case, metric, float(ours.mean()), float(qa.mean()), abs(ours.mean() - qa.mean()), spread]
-                )
+        for metric in [k for k in both["ours"][0] if "[order_by" in k]:
+            ours = np.array([s[metric] for s in both["ours"]])
+            qa = np.array([s[metric.split()[0]] for s in both["mostlyai_qa"]])
+            spread = f"{ours.std():.4f} / {qa.std():.4f}" if len(ours) > 1 else "-"
+            rows.append(
+                [case, metric, float(ours.mean()), float(qa.mean()), abs(ours.mean() - qa.mean()), spread]
+            )
         ours_len = np.mean([s["sequence_length"] for s in both["ours"]])
         rows.append([case, "sequence_length (with empty)", float(ours_len), None, None, "-"])
         qa_max = np.mean([s["coherence_max"] for s in both["mostlyai_qa"]])
@@ -221,6 +237,15 @@ def main() -> None:
         print(
             f"largest |diff| of coherence: {worst:.4f} (target <= 0.01); means over {len(args.seeds)} seed(s)"
         )
+    for case, both in results.items():
+        worst = []
+        for column in both["ours"][0]["per_column"]:
+            for part in METRICS[1:4]:
+                ours = np.mean([s["per_column"][column][part] for s in both["ours"]])
+                qa = np.mean([s["per_column"][column][part] for s in both["mostlyai_qa"]])
+                worst.append((abs(ours - qa), f"{column} {part}"))
+        diff, where = max(worst)
+        print(f"{case}: largest per-column |diff| {diff:.4f} ({where})")
     lengths = results[next(iter(results))]["ours"][0]
     print(f"length real: {lengths['length_real']}")
     for case, both in results.items():
