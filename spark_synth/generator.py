@@ -65,32 +65,14 @@ class Generator:
 
     def save(self, directory: str) -> None:
         """Write the files atomically: a crash leaves either the old directory or the new one."""
-        parent = os.path.dirname(os.path.abspath(directory))
-        os.makedirs(parent, exist_ok=True)
-        staging = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{uuid.uuid4().hex[:8]}")
-        os.makedirs(staging)
-        try:
-            for name, content in self.to_payload().items():
-                with open(os.path.join(staging, name), "wb") as handle:
-                    handle.write(content)
-            if os.path.exists(directory):
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        write_payload(self.to_payload(), directory)
 
     @classmethod
     def load(cls, directory: str) -> Generator:
         """Read a generator directory; only the known data files are read, nothing is executed."""
         if not os.path.isdir(directory):
             raise SynthError(f"no generator at {directory}.", "Pass the --model-dir of a finished `spark-synth train`.")
-        payload = {}
-        for name in FILES:
-            path = os.path.join(directory, name)
-            if os.path.isfile(path):
-                with open(path, "rb") as handle:
-                    payload[name] = handle.read()
-        return cls.from_payload(payload, where=directory)
+        return cls.from_payload(read_payload(directory, FILES), where=directory)
 
     # ---- sampling ---------------------------------------------------------------------
     @property
@@ -139,6 +121,34 @@ class Generator:
             for chunk in range((n + chunk_size - 1) // chunk_size)
         ]
         return pa.Table.from_batches(parts).to_pandas()
+
+
+def write_payload(payload: dict[str, bytes], directory: str) -> None:
+    """Write named files (names may hold one sub-directory) via a staging sibling renamed into place."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        for name, content in payload.items():
+            os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
+            with open(os.path.join(staging, name), "wb") as handle:
+                handle.write(content)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_payload(directory: str, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The known files of a generator directory that exist; nothing else is read."""
+    payload = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                payload[name] = handle.read()
+    return payload
 
 
 def _json_bytes(payload: Any) -> bytes:

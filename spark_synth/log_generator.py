@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +24,7 @@ from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, fallback_units, restore
 from spark_synth.encoding.types import arrow_type
 from spark_synth.errors import SynthError
-from spark_synth.generator import SUB_BATCH, Generator, _json_bytes
+from spark_synth.generator import SUB_BATCH, Generator, _json_bytes, read_payload, write_payload
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 
 FORMAT_VERSION = 1
@@ -87,29 +85,11 @@ class LogGenerator:
 
     def save(self, directory: str) -> None:
         """Write the files atomically: a crash leaves either the old directory or the new one."""
-        parent = os.path.dirname(os.path.abspath(directory))
-        os.makedirs(parent, exist_ok=True)
-        staging = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            for name, content in self.to_payload().items():
-                os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
-                with open(os.path.join(staging, name), "wb") as handle:
-                    handle.write(content)
-            if os.path.exists(directory):
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        write_payload(self.to_payload(), directory)
 
     @classmethod
     def load(cls, directory: str) -> LogGenerator:
-        payload = {}
-        for name in FILES:
-            path = os.path.join(directory, name)
-            if os.path.isfile(path):
-                with open(path, "rb") as handle:
-                    payload[name] = handle.read()
-        return cls.from_payload(payload, where=directory)
+        return cls.from_payload(read_payload(directory, FILES), where=directory)
 
     # ---- sampling ---------------------------------------------------------------------
     @property
