@@ -53,13 +53,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
     the subjects' minima and the k-th largest of their maxima, so one subject cannot set them.
     """
     k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
-    n_rows, overview = _overview(df, plans)
-    if n_rows == 0:
-        raise SynthError(f"{source_name} is empty (0 rows).", "Point --data at a table with rows.")
-    all_null = [p.name for p in plans if overview[p.name]["non_null"] == 0]
-    if all_null:
-        raise SynthError(f"column(s) {all_null} hold only nulls, so nothing can be learned from them.",
-                         "Exclude them: `columns: {NAME: {exclude: true}}` in the config.")
+    n_rows, overview = validated_overview(df, plans, source_name)
 
     encodings: dict[str, str] = {}
     for p in plans:
@@ -87,7 +81,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
             continue
         encodings[p.name] = "categorical"
         kept_total = sum(counts[p.name][v] for v in values) if values else 0
-        columns[p.name] = {"values": _typed_values(values, p), "has_rare": kept_total < overview[p.name]["non_null"]}
+        columns[p.name] = {"values": typed_values(values, p), "has_rare": kept_total < overview[p.name]["non_null"]}
 
     for p in plans:
         if encodings[p.name] == "numeric?":
@@ -124,6 +118,18 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
         entry.update(columns.get(p.name, {}))
         stats_columns.append(entry)
     return {"format_version": 1, "n_rows": int(n_rows), "columns": stats_columns}
+
+
+def validated_overview(df: DataFrame, plans: list[ColumnPlan], source_name: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Row count and per-column overview, refusing an empty table or a column of nulls only."""
+    n_rows, overview = _overview(df, plans)
+    if n_rows == 0:
+        raise SynthError(f"{source_name} is empty (0 rows).", "Point --data at a table with rows.")
+    all_null = [p.name for p in plans if overview[p.name]["non_null"] == 0]
+    if all_null:
+        raise SynthError(f"column(s) {all_null} hold only nulls, so nothing can be learned from them.",
+                         "Exclude them: `columns: {NAME: {exclude: true}}` in the config.")
+    return n_rows, overview
 
 
 def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:
@@ -196,7 +202,7 @@ def _value_counts(df: DataFrame, plans: list[ColumnPlan], unit: str | None = Non
     return counts
 
 
-def _typed_values(values: list[Any], p: ColumnPlan) -> list[Any]:
+def typed_values(values: list[Any], p: ColumnPlan) -> list[Any]:
     if p.spark_type == "boolean":
         return [v == "true" for v in values]
     if p.kind == "numeric":

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", dest="max_minutes", type=float, help="training time budget")
     train.add_argument("--max-epochs", dest="max_epochs", type=int)
     train.add_argument("--seed", type=int)
+    train.add_argument("--max-epsilon", dest="max_epsilon", type=float,
+                       help="train with differential privacy under this total epsilon (statistics + weights)")
+    train.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 0.1 / number of rows or subjects))")
     train.add_argument("--register", help="register the generator in the MLflow registry under this name")
     train.add_argument("--experiment", help="MLflow experiment name")
     train.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: ./mlflow.db)")

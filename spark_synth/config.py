@@ -54,6 +54,24 @@ class TrainConfig(_Strict):
     quality_rows: int = Field(10_000, ge=0, description="synthetic rows scored after training; 0 skips")
     master: str | None = None
     progress: bool = True
+    # differential privacy: one (epsilon, delta) budget for statistics and weights; None trains without DP
+    max_epsilon: float | None = Field(None, description="total privacy budget; enables DP")
+    delta: float | None = Field(None, description="DP delta; default min(1e-5, 0.1 / number of rows or subjects)")
+
+    @model_validator(mode="after")
+    def _privacy_budget(self) -> TrainConfig:
+        if self.max_epsilon is not None and not self.max_epsilon > 0:
+            raise ValueError(f"max_epsilon must be a positive number (got {self.max_epsilon}); smaller is more "
+                             "private, 1 to 10 is usual")
+        if self.delta is not None and self.max_epsilon is None:
+            raise ValueError("delta is a differential-privacy setting: give max_epsilon too")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ValueError(f"delta must lie strictly between 0 and 1 (got {self.delta}), e.g. 1e-5")
+        return self
+
+    @property
+    def private(self) -> bool:
+        return self.max_epsilon is not None
 
     @model_validator(mode="after")
     def _one_input(self) -> TrainConfig:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_synth import tracking
+from spark_synth import dp, tracking
 from spark_synth.config import TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
@@ -24,12 +24,14 @@ from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.pipeline import TrainOutcome, _auto_hidden, _check_model_dir
+from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, _check_model_dir
 from spark_synth.sequences import PreparedLog, prepare_log, read_log
 from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
 from spark_synth.train.loop import TrainSettings, auto_batch_size, fit
+from spark_synth.train.private import dp_batch_size
 
 SUBJECT_TIME_SHARE = 0.3  # at most this share of the budget goes to the subject model (it usually stops early)
+PRIVATE_SUBJECT_EPOCHS = 15  # under DP: every epoch of the subject model costs budget the events need
 
 
 def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
@@ -57,43 +59,62 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
         raise SynthError("every subject fell into the validation split; too few subjects to train on.",
                          "Provide more subjects or lower validation_fraction.")
 
+    release = prepared.release
     torch.manual_seed(config.seed)
-    subject_config = ModelConfig(cardinalities=subject_codec.cardinalities, column_slices=subject_codec.column_slices,
-                                 hidden=config.hidden or _auto_hidden(len(subject_train)), dropout=config.dropout)
-    subject_model = FlatARGN(subject_config)
-    subject_model.set_seen_codes(torch.cat([subject_train, subject_val]))
+    dropout = config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT)
     n_events = int(sequences_train.lengths.sum() + sequences_val.lengths.sum())
-    n_subjects = len(sequences_train) + len(sequences_val)  # the unit: the model is sized by subjects
+    # the unit: models are sized by subjects (under DP, by their noisy count)
+    n_subjects = prepared.subject_stats["n_rows"] if release else len(sequences_train) + len(sequences_val)
+    subject_config = ModelConfig(cardinalities=subject_codec.cardinalities, column_slices=subject_codec.column_slices,
+                                 hidden=config.hidden or _auto_hidden(n_subjects if release else len(subject_train)),
+                                 dropout=dropout)
+    subject_model = FlatARGN(subject_config)
     event_config = ModelConfig(cardinalities=event_codec.cardinalities, column_slices=event_codec.column_slices,
-                               hidden=config.hidden or _auto_hidden(n_subjects), dropout=config.dropout)
+                               hidden=config.hidden or _auto_hidden(n_subjects), dropout=dropout)
+    # under DP the state network has no dropout: exact per-sample norms then cost a second pass, not a loop
     sequence_config = SequenceModelConfig(subject_cardinalities=subject_codec.cardinalities, events=event_config,
-                                          max_length=prepared.sequence["max_length"], dropout=config.dropout)
+                                          max_length=prepared.sequence["max_length"], dropout=0.0 if release else dropout)
     sequence_model = SequenceARGN(sequence_config)
-    sequence_model.events.set_seen_codes(_event_rows(sequences_train, sequences_val))
+    if not release:  # under DP every code the statistics released stays allowed
+        subject_model.set_seen_codes(torch.cat([subject_train, subject_val]))
+        sequence_model.events.set_seen_codes(_event_rows(sequences_train, sequences_val))
 
     params = _params(config, prepared, subject_config, event_config, len(subject_train), len(subject_val), n_events)
     with tracking.training_run(config.experiment, params) as run:
-        subject_result = fit(subject_model, FlatSamples(subject_train), FlatSamples(subject_val),
-                             _settings(config, config.max_minutes * SUBJECT_TIME_SHARE), on_epoch=_log_epoch("subjects_"))
-        remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
-        event_settings = _settings(config, remaining)
-        event_settings.batch_size = config.batch_size or subjects_per_batch(n_events, n_subjects)
-        event_result = fit(sequence_model, sequences_train, sequences_val, event_settings,
-                           on_epoch=_log_epoch("events_"))
-        meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id, "orphan_events": prepared.orphan_events,
+        if release:
+            subject_result, event_result, privacy = _train_private(config, prepared, subject_model, subject_train,
+                                                                   sequence_model, sequences_train, started)
+        else:
+            privacy = None
+            subject_result = fit(subject_model, FlatSamples(subject_train), FlatSamples(subject_val),
+                                 _settings(config, config.max_minutes * SUBJECT_TIME_SHARE), on_epoch=_log_epoch("subjects_"))
+            remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
+            event_settings = _settings(config, remaining)
+            event_settings.batch_size = config.batch_size or subjects_per_batch(n_events, n_subjects)
+            event_result = fit(sequence_model, sequences_train, sequences_val, event_settings,
+                               on_epoch=_log_epoch("events_"))
+        meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id,
                 **{f"subjects_{k}": v for k, v in _result_meta(subject_result).items()},
                 **{f"events_{k}": v for k, v in _result_meta(event_result).items()}}
+        if privacy:
+            meta["privacy"] = privacy
+            print(dp.format_privacy(privacy))
+        else:
+            meta["orphan_events"] = prepared.orphan_events
         subjects = Generator(prepared.subject_stats, subject_config, subject_model.state_dict())
         generator = LogGenerator(subjects, prepared.event_stats, prepared.sequence, sequence_config,
                                  sequence_model.state_dict(), meta)
         generator.save(config.model_dir)
         try:
             metrics = {"subjects_epochs": float(subject_result.epochs), "events_epochs": float(event_result.epochs),
-                       "subjects_best_val_loss": subject_result.best_val_loss,
-                       "events_best_val_loss": event_result.best_val_loss,
                        "train_seconds": subject_result.seconds + event_result.seconds,
-                       "orphan_events": float(prepared.orphan_events),
                        "max_sequence_length": float(prepared.sequence["max_length"])}
+            if privacy:
+                metrics |= dp.privacy_metrics(privacy, ["subjects_", "events_"])
+            else:
+                metrics |= {"subjects_best_val_loss": subject_result.best_val_loss,
+                            "events_best_val_loss": event_result.best_val_loss,
+                            "orphan_events": float(prepared.orphan_events)}
             quality = _quality_summary(spark, generator, prepared, config, len(subject_val))
             metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
             metrics["total_seconds"] = time.monotonic() - started
@@ -104,6 +125,28 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
             shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
             raise
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
+
+
+def _train_private(config: TrainConfig, prepared: PreparedLog, subject_model: FlatARGN, subject_train: torch.Tensor,
+                   sequence_model: SequenceARGN, sequences_train: SequenceSamples, started: float):
+    """Both models with DP-SGD under one noise multiplier; the subject model gets few epochs with small
+    batches (a flat table learns fast), so most of the budget goes to the event sequences."""
+    left = max(config.max_minutes - (time.monotonic() - started) / 60, 0.2)
+    subjects = dp.PrivateModel(subject_model, FlatSamples(subject_train), left * SUBJECT_TIME_SHARE,
+                               min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS),
+                               config.batch_size or max(64, dp_batch_size(len(subject_train), False) // 8))
+    events = dp.PrivateModel(sequence_model, sequences_train, None, config.max_epochs, config.batch_size,
+                             max_length=min(sequence_model.config.max_length, config.window))
+    release = prepared.release
+    subject_plan, event_plan = dp.plan_training(release, [subjects, events], left)
+    subject_result, subject_done = dp.train_private(subjects, subject_plan, _settings(config, subjects.minutes), release,
+                                                    on_epoch=_log_epoch("subjects_"))
+    remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
+    event_result, event_done = dp.train_private(events, event_plan, _settings(config, remaining), release,
+                                                on_epoch=_log_epoch("events_"))
+    subject_model.forbid_codes(TableCodec(prepared.subject_stats).unreleased_codes())
+    sequence_model.events.forbid_codes(TableCodec(prepared.event_stats).unreleased_codes())
+    return subject_result, event_result, dp.privacy_report(release, [subject_done, event_done])
 
 
 def subjects_per_batch(n_events: int, n_subjects: int) -> int:
@@ -142,8 +185,11 @@ def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
                "subjects": config.subjects if isinstance(config.subjects, str) else "DataFrame",
                "events": config.events if isinstance(config.events, str) else "DataFrame",
                "subject_hidden": subject_config.hidden, "event_hidden": event_config.hidden,
-               "train_subjects": n_train, "validation_subjects": n_val, "events_used": n_events,
                "max_sequence_length_protected": prepared.sequence["max_length"]}
+    if prepared.release:  # exact counts are data: under DP only the noisy subject count is logged
+        params["subjects_noisy"] = prepared.subject_stats["n_rows"]
+    else:
+        params |= {"train_subjects": n_train, "validation_subjects": n_val, "events_used": n_events}
     return params
 
 

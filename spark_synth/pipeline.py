@@ -14,8 +14,8 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_synth import tracking
-from spark_synth.analyze import analyze
+from spark_synth import dp, tracking
+from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import GenerateConfig, TrainConfig
 from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
@@ -27,6 +27,7 @@ from spark_synth.io import delete_path, path_exists, read_table, write_table
 from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.normalize import normalize
+from spark_synth.private_stats import private_statistics
 from spark_synth.schema import plan_columns
 from spark_synth.spark import get_spark
 from spark_synth.split import with_split
@@ -35,6 +36,7 @@ from spark_synth.train.loop import TrainSettings, fit
 
 FLAT_CHUNK = 100_000  # rows per chunk of a flat table
 LOG_CHUNK = 10_240  # subjects per chunk of an event log (~10 events each): whole sampler sub-batches
+PRIVATE_DROPOUT = 0.1  # DP noise already regularises; heavy dropout only slows learning under it
 
 
 @dataclass
@@ -62,28 +64,48 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     prepared = _prepare(config, spark)
     codec, train_codes, val_codes = prepared.codec, prepared.train_codes, prepared.val_codes
 
+    release = prepared.release
     torch.manual_seed(config.seed)
+    # under DP, sizes come from the noisy row count and every code the statistics released stays allowed
+    n_rows = prepared.stats["n_rows"] if release else len(train_codes)
     model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
-                               hidden=config.hidden or _auto_hidden(len(train_codes)), dropout=config.dropout)
+                               hidden=config.hidden or _auto_hidden(n_rows),
+                               dropout=config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT))
     model = FlatARGN(model_config)
-    model.set_seen_codes(torch.cat([train_codes, val_codes]))
+    if not release:
+        model.set_seen_codes(torch.cat([train_codes, val_codes]))
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
     params = config.model_dump(exclude={"data", "tracking_uri", "columns"})
     params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),"data": config.data if isinstance(config.data, str) else "DataFrame",
-               "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
-               "hidden": model_config.hidden, "train_rows": len(train_codes), "validation_rows": len(val_codes)}
+               "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns), "hidden": model_config.hidden}
+    params |= {"rows_noisy": n_rows} if release else {"train_rows": len(train_codes), "validation_rows": len(val_codes)}
     with tracking.training_run(config.experiment, params) as run:
-        result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), settings, on_epoch=tracking.log_epoch)
+        privacy = None
+        if release:
+            private = dp.PrivateModel(model, FlatSamples(train_codes), config.max_minutes, config.max_epochs,
+                                      config.batch_size)
+            plan = dp.plan_training(release, [private], config.max_minutes)[0]
+            result, done = dp.train_private(private, plan, settings, release, on_epoch=tracking.log_epoch)
+            model.forbid_codes(codec.unreleased_codes())
+            privacy = dp.privacy_report(release, [done])
+        else:
+            result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), settings, on_epoch=tracking.log_epoch)
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
                 "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id}
+        if privacy:
+            meta["privacy"] = privacy
+            print(dp.format_privacy(privacy))
         generator = Generator(prepared.stats, model_config, model.state_dict(), meta)
         generator.save(config.model_dir)
         try:
-            metrics = {"epochs": float(result.epochs), "best_epoch": float(result.best_epoch),
-                       "best_val_loss": result.best_val_loss, "train_seconds": result.seconds}
+            metrics = {"epochs": float(result.epochs), "train_seconds": result.seconds}
+            if privacy:
+                metrics |= dp.privacy_metrics(privacy, [""])
+            else:
+                metrics |= {"best_epoch": float(result.best_epoch), "best_val_loss": result.best_val_loss}
             quality = _quality_summary(spark, generator, prepared.validation, config, len(val_codes))
             if quality:
                 metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
@@ -104,6 +126,7 @@ class _Prepared:
     validation: DataFrame
     train_codes: torch.Tensor
     val_codes: torch.Tensor
+    release: dp.StatsRelease | None = None  # the DP statistics release, when training under a budget
 
 
 def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
@@ -111,7 +134,13 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
     source = read_table(spark, config.data, config.format)
     df, plans = normalize(source, plan_columns(source.schema, config.columns))
     source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
-    stats = analyze(df, plans, config.seed, source_name)
+    release = None
+    if config.private:  # the budget is checked before any other work; the statistics are its first spend
+        n_rows, _ = validated_overview(df, plans, source_name)
+        release = dp.plan_statistics(dp.budget_for(config, n_rows, "rows"), [plans])
+        stats = private_statistics(df, plans, release.noise_std, release.threshold, release.noisy(n_rows))
+    else:
+        stats = analyze(df, plans, config.seed, source_name)
     stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
     codec = TableCodec(stats)
     if not codec.sub_columns:
@@ -129,7 +158,7 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
         raise SynthError("every row fell into the validation split; the table is too small to train on.",
                          "Provide more rows or lower validation_fraction.")
     validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
-    return _Prepared(stats, codec, validation, train_codes, val_codes)
+    return _Prepared(stats, codec, validation, train_codes, val_codes, release)
 
 
 def _quality_summary(spark: SparkSession, generator: Generator, validation: DataFrame, config: TrainConfig,

@@ -14,8 +14,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_synth.analyze import analyze
+from spark_synth import dp
+from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import TrainConfig
+from spark_synth.dp import StatsRelease
 from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, gap_type
@@ -24,12 +26,15 @@ from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
 from spark_synth.io import read_table
 from spark_synth.normalize import normalize
+from spark_synth.privacy.histograms import bounds
+from spark_synth.private_stats import histograms_of, private_statistics, released_partitions
 from spark_synth.schema import ColumnPlan, plan_columns, quoted
 from spark_synth.split import BUCKETS
 from spark_synth.train.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
 
 KEY_TYPES = ("string", "tinyint", "smallint", "int", "bigint")
 LENGTH_K_INDEX = 10_000  # draw_k index of the sequence length (apart from the column indices)
+LENGTH_PLAN = ColumnPlan("__length", "bigint", "numeric", "auto")  # a subject's number of events, under DP
 
 
 def col(name: str):
@@ -43,6 +48,7 @@ class LogSource:
     orphan_events: int
     subject_name: str
     event_name: str
+    n_subjects: int
 
 
 @dataclass
@@ -55,6 +61,7 @@ class PreparedLog:
     validation_subjects: DataFrame
     validation_events: DataFrame
     orphan_events: int
+    release: StatsRelease | None = None  # the DP statistics release, when training under a budget
 
 
 def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
@@ -100,13 +107,16 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
     key_values = subjects.select(col(key).cast("string").alias("__key"))
     linked = events.join(key_values, col(fk).cast("string") == F.col("__key"), "left_semi")
     orphans = int(event_checks["n"]) - linked.count()
-    if orphans:
+    if orphans and config.private:  # under DP even this count is data: only its existence is told
+        print(f"warning: some events in {event_name} reference no subject in {subject_name}; they are excluded "
+              "from training (their number is withheld under differential privacy).")
+    elif orphans:
         print(f"warning: {orphans} event(s) in {event_name} reference no subject in {subject_name}; "
               "they are excluded from training.")
     if orphans == event_checks["n"]:
         raise SynthError(f"no event in {event_name} references a subject of {subject_name} "
                          f"('{fk}' never matches '{key}').", "Check --subject-key and --foreign-key.")
-    return LogSource(subjects, linked, orphans, subject_name, event_name)
+    return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]))
 
 
 def _require_column(df: DataFrame, column: str, name: str, flag: str) -> None:
@@ -131,15 +141,29 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
     if key not in [p.name for p in subject_plans]:
         raise SynthError(f"the subject key '{key}' is excluded in the config.", f"Do not exclude '{key}'.")
     subjects, subject_plans = normalize(source.subjects, subject_plans)
-    subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
-    subject_stats["excluded"] = [c for c in source.subjects.columns if c not in {p.name for p in subject_plans}]
-
-    max_length = _max_length(source, config)
     event_plans = plan_columns(source.events.select(*[col(c) for c in source.events.columns if c != fk]).schema,
                                event_settings)
     events, event_plans = normalize(source.events, event_plans, keep=(fk,))
+    release = None
+    if config.private:
+        validated_overview(subjects, subject_plans, source.subject_name)
+        derived_plans = _sequenced_events(events, event_plans, config, 1)[1]  # lazy: only the plans are used
+        release = dp.plan_statistics(dp.budget_for(config, source.n_subjects, "subjects"),
+                                     [subject_plans, derived_plans], extra_partitions=len(histograms_of(LENGTH_PLAN)))
+        subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
+                                           release.noisy(source.n_subjects))
+        max_length = _private_max_length(source, config, release)
+    else:
+        subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
+        max_length = _max_length(source, config)
+    subject_stats["excluded"] = [c for c in source.subjects.columns if c not in {p.name for p in subject_plans}]
+
     sequenced, event_plans, order_info = _sequenced_events(events, event_plans, config, max_length)
-    event_stats = analyze(sequenced, event_plans, config.seed + 1, source.event_name, unit=fk)
+    if release:
+        event_stats = private_statistics(sequenced, event_plans, release.noise_std, release.threshold, None, unit=fk,
+                                         noisy_units=subject_stats["n_rows"])
+    else:
+        event_stats = analyze(sequenced, event_plans, config.seed + 1, source.event_name, unit=fk)
     event_stats["excluded"] = [c for c in source.events.columns
                                if c not in {p.name for p in event_plans} | {fk, order}]
     sequence = {"subject_key": key, "foreign_key": fk, "foreign_key_type": source.events.schema[fk].dataType.simpleString(),
@@ -158,7 +182,7 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
     validation_subjects = subjects.where(subject_split)
     validation_events = events.where(_subject_flag(col(fk), config))
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,
-                       validation_subjects, validation_events, source.orphan_events)
+                       validation_subjects, validation_events, source.orphan_events, release)
 
 
 def _subject_flag(key, config: TrainConfig):
@@ -181,6 +205,18 @@ def _max_length(source: LogSource, config: TrainConfig) -> int:
         raise SynthError(f"only {len(lengths)} subject(s) have events, too few to publish a protected sequence length.",
                          "Provide more subjects with events.")
     longest = lengths[k - 1]
+    return min(longest, config.max_sequence_length) if config.max_sequence_length else longest
+
+
+def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRelease) -> int:
+    """The DP maximum sequence length: the top of the released length histograms (one entry per subject)."""
+    lengths = source.events.groupBy(col(config.foreign_key)).agg(F.count(F.lit(1)).alias(LENGTH_PLAN.name))
+    released = released_partitions(lengths, [LENGTH_PLAN], release.noise_std, release.threshold)[0]
+    span = bounds(released["bins"], released["exact"])
+    if span is None:
+        raise SynthError("too few subjects share any sequence length for a DP maximum length at this epsilon.",
+                         "Raise --max-epsilon, or provide more subjects.")
+    longest = max(1, int(span[1]))
     return min(longest, config.max_sequence_length) if config.max_sequence_length else longest
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spark_synth.encoding.base import ColumnCodec, SubColumn
-from spark_synth.encoding.categorical import CategoricalCodec
+from spark_synth.encoding.base import NULL_CODE, ColumnCodec, SubColumn
+from spark_synth.encoding.categorical import RARE_CODE, CategoricalCodec
 from spark_synth.encoding.datetime import DatetimeCodec
 from spark_synth.encoding.keys import KeyCodec
 from spark_synth.encoding.numeric import BinnedCodec, DigitsCodec
@@ -44,6 +44,22 @@ class TableCodec:
         for codec in self.modelled:
             self.column_slices.append((start, start + len(codec.sub_columns)))
             start += len(codec.sub_columns)
+
+    def unreleased_codes(self) -> dict[int, list[int]]:
+        """Sub-column index -> codes the statistics say do not occur (null, rare), for categorical columns.
+
+        Under DP the model may still see such codes in training (a few nulls or rare values below the
+        release threshold), so they are forbidden at generation only (:meth:`FlatARGN.forbid_codes`).
+        """
+        out: dict[int, list[int]] = {}
+        for codec, (start, _) in zip(self.modelled, self.column_slices, strict=True):
+            if isinstance(codec, CategoricalCodec):
+                # a numeric category never encodes RARE: rare numbers snap to their nearest released value
+                codes = [NULL_CODE] * (not codec.stats.get("has_nulls", True)) + [RARE_CODE] * (
+                    codec.numeric or not codec.stats.get("has_rare", True))
+                if codes:
+                    out[start] = codes
+        return out
 
     @property
     def cardinalities(self) -> list[int]:

@@ -87,16 +87,24 @@ class FlatARGN(nn.Module):
         return torch.cat([before[:, self.dim_owner], before], dim=1)
 
     # ---- training ---------------------------------------------------------------------
-    def forward(self, codes: torch.Tensor, before: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Summed cross-entropy per row, shape (B,), for codes (B, S) under precedence ``before``."""
-        x = self._inputs(codes)
+    def forward(self, codes: torch.Tensor, before: torch.Tensor, context: torch.Tensor | None = None,
+                trace: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Summed cross-entropy per row, shape (B,), for codes (B, S) under precedence ``before``.
+
+        ``trace``, when given, receives the intermediate tensors that per-sample gradient norms need
+        (:mod:`spark_synth.train.clipping`).
+        """
+        inputs = x = self._inputs(codes)
         # masking the weights, not the inputs: every head's first layer is then one GEMM for all heads
         weights = (self.w1 * self.input_mask(before).unsqueeze(2)).transpose(0, 1).reshape(x.shape[1], -1)
         if context is not None:
             x, weights = torch.cat([x, context], dim=1), torch.cat([weights, self.wc], dim=0)
-        hidden = (x @ weights).view(x.shape[0], self.n_sub, -1).transpose(0, 1) + self.b1.unsqueeze(1)  # (S, B, H)
-        hidden = self.dropout(torch.nn.functional.gelu(self.norm(hidden)))
+        pre = (x @ weights).view(x.shape[0], self.n_sub, self.config.hidden).transpose(0, 1) + self.b1.unsqueeze(1)
+        normed = self.norm(pre)
+        hidden = self.dropout(torch.nn.functional.gelu(normed))
         logits = torch.baddbmm((self.b2 + self.code_bias).unsqueeze(1), hidden, self.w2)  # (S, B, C)
+        if trace is not None:
+            trace.update(inputs=inputs, pre=pre, normed=normed, hidden=hidden, logits=logits)
         log_probs = torch.log_softmax(logits, dim=-1)
         picked = log_probs.gather(2, codes.t().unsqueeze(2)).squeeze(2)  # (S, B)
         return -picked.sum(dim=0)
@@ -116,6 +124,12 @@ class FlatARGN(nn.Module):
         for j, card in enumerate(self.config.cardinalities):
             seen = torch.bincount(codes[:, j].long(), minlength=card)[:card] > 0
             self.code_bias[j, :card] = torch.where(seen, 0.0, float("-inf"))
+
+    @torch.no_grad()
+    def forbid_codes(self, codes: dict[int, list[int]]) -> None:
+        """Never generate these codes (sub-column index -> codes); training is unaffected if done after it."""
+        for j, forbidden in codes.items():
+            self.code_bias[j, forbidden] = float("-inf")
 
     # ---- generation -------------------------------------------------------------------
     @torch.no_grad()

@@ -89,18 +89,14 @@ class SequenceARGN(nn.Module):
         return self.to_state(torch.cat(features, dim=-1))
 
     # ---- training ---------------------------------------------------------------------
-    def forward(self, subject_codes: torch.Tensor, event_codes: torch.Tensor, lengths: torch.Tensor,
-                starts: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood per subject, shape (B,).
-
-        ``event_codes`` (B, W, S) is a window of each subject's events beginning at step ``starts``
-        (0 unless the sequence is longer than the window); ``lengths`` are the whole lengths.
-        """
+    def states(self, subject_codes: torch.Tensor, event_codes: torch.Tensor, lengths: torch.Tensor,
+               starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Everything before the event heads: (length loss (B,), step states (B, W, state), valid steps (B, W))."""
         context = self.subject_context(subject_codes)
         length_loss = nn.functional.cross_entropy(self.length_head(context), lengths, reduction="none")
         batch, window, _ = event_codes.shape
         if window == 0:
-            return length_loss
+            return length_loss, context.new_zeros(batch, 0, self.config.state), lengths.new_zeros(batch, 0).bool()
         inputs = self.embed_events(event_codes[:, :-1])
         inputs = torch.cat([self.start.expand(batch, 1, -1), inputs], dim=1)
         initial = torch.tanh(self.initial_state(context)).unsqueeze(0)
@@ -109,6 +105,24 @@ class SequenceARGN(nn.Module):
         valid = position < lengths[:, None]
         remaining = (lengths[:, None] - position).clamp(min=0)
         state = self.step_state(context.unsqueeze(1).expand(-1, window, -1), history, position, remaining)
+        return length_loss, state, valid
+
+    def forward(self, subject_codes: torch.Tensor, event_codes: torch.Tensor, lengths: torch.Tensor,
+                starts: torch.Tensor, before: torch.Tensor, dense: bool = False) -> torch.Tensor:
+        """Negative log-likelihood per subject, shape (B,).
+
+        ``event_codes`` (B, W, S) is a window of each subject's events beginning at step ``starts``
+        (0 unless the sequence is longer than the window); ``lengths`` are the whole lengths.
+        ``dense`` scores padded steps too and masks them out, with no data-dependent shapes, as
+        per-sample gradients under ``torch.func.vmap`` need; otherwise only real steps are scored.
+        """
+        length_loss, state, valid = self.states(subject_codes, event_codes, lengths, starts)
+        batch, window, _ = event_codes.shape
+        if window == 0:
+            return length_loss
+        if dense:
+            rows = self.events(event_codes.reshape(batch * window, -1), before, context=state.reshape(batch * window, -1))
+            return length_loss + (rows.view(batch, window) * valid).sum(dim=1)
         rows = self.events(event_codes[valid], before, context=state[valid])
         event_loss = torch.zeros(batch).index_add_(0, valid.nonzero()[:, 0], rows)
         return length_loss + event_loss

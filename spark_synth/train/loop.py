@@ -38,7 +38,7 @@ class TrainSettings:
 class TrainResult:
     epochs: int
     best_epoch: int
-    best_val_loss: float
+    best_val_loss: float | None  # None under DP: no validation loss is computed
     train_loss: float
     seconds: float
     stopped_by: str

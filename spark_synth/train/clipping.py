@@ -1,0 +1,185 @@
+"""Per-sample gradient clipping, the heart of DP-SGD: ``p.grad`` becomes the sum of clipped per-sample gradients.
+
+All ways there are exact:
+- Flat tables (:class:`FlatARGN`): "ghost" norms. Every parameter's per-sample gradient is an outer
+  product (or a single embedding row), so its norm follows from activations and output gradients
+  without materialising per-sample gradients; a second backward pass of the loss weighted by the
+  clip factors then yields the clipped sum. Costs about two ordinary steps.
+- Event sequences (:class:`SequenceARGN`): the event heads hold most of the weights and see a
+  subject's steps as rows, so their per-sample gradients are sums of outer products over the
+  steps, whose norms come from per-sample Gram matrices (steps x steps). The small network before
+  the heads (context, GRU history, step states) gets explicit per-sample gradients with
+  ``torch.func`` (``vmap`` over the vector-Jacobian product with the heads' gradient), and the
+  event embeddings, used on both sides, add both parts before their norm is taken.
+- Any other model: per-sample gradients with ``torch.func`` (``vmap`` over ``grad``) in micro-batches.
+
+Noise, scaling and the optimizer step are Opacus' (:class:`DPOptimizerFastGradientClipping`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, grad, grad_and_value, vmap
+
+from spark_synth.model.argn import FlatARGN
+from spark_synth.model.sequence import SequenceARGN
+
+MICRO_BATCH = 64  # samples per vmap call: bounds the memory of materialised per-sample gradients
+NORM_MARGIN = 1e-5
+
+
+def clipped_gradient_sum(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], before: torch.Tensor,
+                         max_norm: float) -> torch.Tensor:
+    """Set ``p.grad`` to the sum over samples of each sample's gradient clipped to ``max_norm``; returns the
+    per-sample losses (detached)."""
+    if isinstance(model, FlatARGN):
+        return _ghost_clipped_sum(model, batch[0], before, max_norm)
+    if isinstance(model, SequenceARGN) and model.config.dropout == 0 and batch[1].shape[1] > 0:
+        # the state network must be deterministic: its per-sample gradients come from a second pass
+        norms, losses = sequence_per_sample_norms(model, batch, before)
+        return _clip_and_backward(model, norms, losses, max_norm)
+    return _vmap_clipped_sum(model, batch, before, max_norm)
+
+
+def flat_per_sample_norms(model: FlatARGN, codes: torch.Tensor, before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-sample gradient norms, per-sample losses with their graph) of a :class:`FlatARGN` batch."""
+    trace: dict[str, torch.Tensor] = {}
+    losses = model(codes, before, trace=trace)
+    x, pre, normed, hidden, logits = (trace[k] for k in ("inputs", "pre", "normed", "hidden", "logits"))
+    g_x, g_pre, g_normed, g_logits = torch.autograd.grad(losses.sum(), [x, pre, normed, logits], retain_graph=True)
+    base = model.embed_offsets[-1]
+    squared = g_x[:, :base].pow(2).sum(1)  # each embedding table gets one row per sample: that row's gradient
+    pre_sq = g_pre.pow(2).sum(-1).t()  # (B, S): |d loss / d pre-activation of head j|^2
+    reach = x.detach().pow(2) @ model.input_mask(before).t()  # (B, S): |masked input of head j|^2
+    squared += (reach * pre_sq).sum(1) + pre_sq.sum(1)  # w1 (an outer product per head) and b1
+    unit = torch.nn.functional.layer_norm(pre.detach(), (pre.shape[-1],))
+    squared += (unit * g_normed).sum(0).pow(2).sum(1) + g_normed.sum(0).pow(2).sum(1)  # LayerNorm weight, bias
+    logit_sq = g_logits.pow(2).sum(-1)  # (S, B)
+    squared += (hidden.detach().pow(2).sum(-1) * logit_sq).sum(0) + logit_sq.sum(0)  # w2 and b2
+    return squared.sqrt(), losses
+
+
+def sequence_per_sample_norms(model: SequenceARGN, batch: tuple[torch.Tensor, ...],
+                              before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-sample gradient norms, per-sample losses with their graph) of a :class:`SequenceARGN` batch."""
+    subject_codes, event_codes, lengths, starts = batch
+    n, window, _ = event_codes.shape
+    heads = model.events
+    length_loss, state, valid = model.states(subject_codes, event_codes, lengths, starts)
+    trace: dict[str, torch.Tensor] = {}
+    rows = heads(event_codes.reshape(n * window, -1), before, context=state.reshape(n * window, -1), trace=trace)
+    losses = length_loss + (rows.view(n, window) * valid).sum(dim=1)
+    x, pre, normed, hidden, logits = (trace[k] for k in ("inputs", "pre", "normed", "hidden", "logits"))
+    g_state, g_x, g_pre, g_normed, g_logits = torch.autograd.grad(
+        losses.sum(), [state, x, pre, normed, logits], retain_graph=True)
+
+    def per_sample(t: torch.Tensor) -> torch.Tensor:  # (S, n * W, d) -> (S, n, W, d)
+        return t.detach().view(t.shape[0], n, window, -1)
+
+    def gram(t: torch.Tensor) -> torch.Tensor:  # (n, W, d) -> (n, W, W)
+        return torch.bmm(t, t.transpose(1, 2))
+
+    inputs = x.detach().view(n, window, -1)
+    pre_g, hidden_s, logit_g = per_sample(g_pre), per_sample(hidden), per_sample(g_logits)
+    mask = heads.input_mask(before)
+    squared = torch.zeros(n)
+    pre_grams = torch.zeros(n, window, window)
+    for j in range(heads.n_sub):  # per head: w1 (masked inputs x pre-activation grads) and w2 (hidden x logit grads)
+        pre_gram = gram(pre_g[j])
+        pre_grams += pre_gram
+        squared += (gram(inputs * mask[j]) * pre_gram).sum((1, 2)) + (gram(hidden_s[j]) * gram(logit_g[j])).sum((1, 2))
+    squared += (gram(state.detach()) * pre_grams).sum((1, 2))  # wc: the step states feed every head
+    squared += pre_g.sum(2).pow(2).sum((0, 2)) + logit_g.sum(2).pow(2).sum((0, 2))  # b1, b2
+    unit = per_sample(torch.nn.functional.layer_norm(pre.detach(), (pre.shape[-1],)))
+    normed_g = per_sample(g_normed)
+    squared += (unit * normed_g).sum((0, 2)).pow(2).sum(1) + normed_g.sum((0, 2)).pow(2).sum(1)  # LayerNorm
+
+    upstream = _upstream_grads(model, batch, g_state.detach())
+    head_embeddings = _embedding_grads(heads, event_codes, g_x.detach().view(n, window, -1))
+    for name, g in upstream.items():
+        g = g + head_embeddings.get(name, 0)
+        squared += g.reshape(n, -1).pow(2).sum(1)
+    return squared.sqrt(), losses
+
+
+class _States(torch.nn.Module):
+    """``model.states`` as a module's forward, for ``functional_call``."""
+
+    def __init__(self, model: SequenceARGN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.states(*inputs)
+
+
+def _upstream_grads(model: SequenceARGN, batch: tuple[torch.Tensor, ...], g_state: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample gradients of everything before the heads (event embeddings included), given the heads'
+    gradient with respect to the step states."""
+    wrapper = _States(model)
+    params = {f"model.{k}": v.detach() for k, v in model.named_parameters()
+              if not k.startswith("events.") or k.startswith("events.embeddings.")}
+    fixed = {f"model.{k}": v.detach() for k, v in model.named_parameters() if f"model.{k}" not in params}
+    fixed |= {f"model.{k}": v for k, v in model.named_buffers()}
+
+    def surrogate(p: dict[str, torch.Tensor], *sample: torch.Tensor) -> torch.Tensor:
+        *inputs, cotangent = sample
+        length_loss, state, _ = functional_call(wrapper, {**p, **fixed}, tuple(s.unsqueeze(0) for s in inputs))
+        return length_loss.sum() + (state[0] * cotangent).sum()
+
+    grads = vmap(grad(surrogate), in_dims=(None, 0, 0, 0, 0, 0))
+    parts = [grads(params, *[b[i:i + MICRO_BATCH] for b in (*batch, g_state)])
+             for i in range(0, len(batch[0]), MICRO_BATCH)]
+    return {k.removeprefix("model."): torch.cat([p[k] for p in parts]) for k in params}
+
+
+def _embedding_grads(heads: FlatARGN, event_codes: torch.Tensor, g_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample gradients of the event embedding tables from the heads' side: each step adds its
+    input gradient to the row of its code."""
+    out = {}
+    for i, embedding in enumerate(heads.embeddings):
+        lo, hi = heads.embed_offsets[i], heads.embed_offsets[i + 1]
+        onehot = torch.nn.functional.one_hot(event_codes[..., i].long(), embedding.num_embeddings).to(g_inputs.dtype)
+        out[f"events.embeddings.{i}.weight"] = torch.einsum("nwc,nwd->ncd", onehot, g_inputs[..., lo:hi])
+    return out
+
+
+def _ghost_clipped_sum(model: FlatARGN, codes: torch.Tensor, before: torch.Tensor, max_norm: float) -> torch.Tensor:
+    if model.wc is not None:
+        raise ValueError("ghost clipping covers FlatARGN without a context; use the vmap path")
+    norms, losses = flat_per_sample_norms(model, codes, before)
+    return _clip_and_backward(model, norms, losses, max_norm)
+
+
+def _clip_and_backward(model: torch.nn.Module, norms: torch.Tensor, losses: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """A second backward pass of the losses weighted by the clip factors: ``p.grad`` = sum of clipped gradients."""
+    # the margin covers float rounding between the norm computation and the weighted backward pass
+    factors = (max_norm / (norms * (1 + NORM_MARGIN) + 1e-6)).clamp(max=1.0).detach()
+    model.zero_grad(set_to_none=True)
+    (losses * factors).sum().backward()
+    return losses.detach()
+
+
+def _vmap_clipped_sum(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], before: torch.Tensor,
+                      max_norm: float) -> torch.Tensor:
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def loss_of_one(p: dict[str, torch.Tensor], *sample: torch.Tensor) -> torch.Tensor:
+        inputs = tuple(s.unsqueeze(0) for s in sample)
+        return functional_call(model, (p, buffers), (*inputs, before), {"dense": True}).sum()
+
+    per_sample = vmap(grad_and_value(loss_of_one), in_dims=(None, *[0] * len(batch)), randomness="different")
+    sums = {k: torch.zeros_like(v) for k, v in params.items()}
+    losses = []
+    for start in range(0, len(batch[0]), MICRO_BATCH):
+        grads, loss = per_sample(params, *[b[start:start + MICRO_BATCH] for b in batch])
+        norms = torch.sqrt(sum(g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads.values()))
+        factors = (max_norm / (norms * (1 + NORM_MARGIN) + 1e-6)).clamp(max=1.0)
+        for k, g in grads.items():
+            sums[k] += torch.tensordot(factors, g, dims=1)
+        losses.append(loss)
+    for k, p in model.named_parameters():
+        if p.requires_grad:
+            p.grad = sums[k]
+    return torch.cat(losses) if losses else torch.zeros(0)
