@@ -83,11 +83,11 @@ class PrivateModel:
     minutes: float | None  # None: the time the models planned before it leave
     max_epochs: int
     batch_size: int | None = None  # None: sized by dp_batch_size
-    max_length: int = 1  # events per subject in the timing probe (event models)
+    length_weights: list[float] | None = None  # event models: length distribution for the timing probe
 
     @property
     def expected_batch(self) -> int:
-        size = self.batch_size or dp_batch_size(len(self.samples), sequences=self.max_length > 1)
+        size = self.batch_size or dp_batch_size(len(self.samples), sequences=self.length_weights is not None)
         return max(1, min(size, len(self.samples)))
 
 
@@ -98,7 +98,7 @@ def plan_training(release: StatsRelease, models: list[PrivateModel], minutes: fl
     for m in models:
         rate = m.expected_batch / len(m.samples)
         budget = minutes if m.minutes is None else min(m.minutes, minutes)
-        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.max_length)
+        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.length_weights)
         m.minutes, minutes = budget, max(minutes - expected, 0.05)
         phases.append((rate, steps))
     noise = sgd_noise(release.budget, release.noise_multiplier, phases)

@@ -135,8 +135,11 @@ def _train_private(config: TrainConfig, prepared: PreparedLog, subject_model: Fl
     subjects = dp.PrivateModel(subject_model, FlatSamples(subject_train), left * SUBJECT_TIME_SHARE,
                                min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS),
                                config.batch_size or max(64, dp_batch_size(len(subject_train), False) // 8))
+    weights = prepared.length_weights or [0.0] + [1.0] * sequence_model.config.max_length
+    window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
+    weights = weights[:window] + [sum(weights[window:])]
     events = dp.PrivateModel(sequence_model, sequences_train, None, config.max_epochs, config.batch_size,
-                             max_length=min(sequence_model.config.max_length, config.window))
+                             length_weights=weights)
     release = prepared.release
     subject_plan, event_plan = dp.plan_training(release, [subjects, events], left)
     subject_result, subject_done = dp.train_private(subjects, subject_plan, _settings(config, subjects.minutes), release,

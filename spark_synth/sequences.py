@@ -62,6 +62,7 @@ class PreparedLog:
     validation_events: DataFrame
     orphan_events: int
     release: StatsRelease | None = None  # the DP statistics release, when training under a budget
+    length_weights: list[float] | None = None  # under DP: noisy counts of each length 0..max (released)
 
 
 def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
@@ -144,7 +145,7 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
     event_plans = plan_columns(source.events.select(*[col(c) for c in source.events.columns if c != fk]).schema,
                                event_settings)
     events, event_plans = normalize(source.events, event_plans, keep=(fk,))
-    release = None
+    release, length_weights = None, None
     if config.private:
         validated_overview(subjects, subject_plans, source.subject_name)
         derived_plans = _sequenced_events(events, event_plans, config, 1)[1]  # lazy: only the plans are used
@@ -152,7 +153,7 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
                                      [subject_plans, derived_plans], extra_partitions=len(histograms_of(LENGTH_PLAN)))
         subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
                                            release.noisy(source.n_subjects))
-        max_length = _private_max_length(source, config, release)
+        max_length, length_weights = _private_max_length(source, config, release)
     else:
         subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
         max_length = _max_length(source, config)
@@ -182,7 +183,7 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
     validation_subjects = subjects.where(subject_split)
     validation_events = events.where(_subject_flag(col(fk), config))
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,
-                       validation_subjects, validation_events, source.orphan_events, release)
+                       validation_subjects, validation_events, source.orphan_events, release, length_weights)
 
 
 def _subject_flag(key, config: TrainConfig):
@@ -208,8 +209,9 @@ def _max_length(source: LogSource, config: TrainConfig) -> int:
     return min(longest, config.max_sequence_length) if config.max_sequence_length else longest
 
 
-def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRelease) -> int:
-    """The DP maximum sequence length: the top of the released length histograms (one entry per subject)."""
+def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRelease) -> tuple[int, list[float]]:
+    """The DP maximum sequence length, the top of the released length histograms (one entry per subject),
+    and the released noisy count of each length up to it (for planning, never stored)."""
     lengths = source.events.groupBy(col(config.foreign_key)).agg(F.count(F.lit(1)).alias(LENGTH_PLAN.name))
     released = released_partitions(lengths, [LENGTH_PLAN], release.noise_std, release.threshold)[0]
     span = bounds(released["bins"], released["exact"])
@@ -217,7 +219,11 @@ def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRe
         raise SynthError("too few subjects share any sequence length for a DP maximum length at this epsilon.",
                          "Raise --max-epsilon, or provide more subjects.")
     longest = max(1, int(span[1]))
-    return min(longest, config.max_sequence_length) if config.max_sequence_length else longest
+    longest = min(longest, config.max_sequence_length) if config.max_sequence_length else longest
+    weights = [0.0] * (longest + 1)
+    for length, count in released["exact"].items():
+        weights[min(int(length), longest)] += max(count, 0.0)
+    return longest, weights
 
 
 def _sequenced_events(events: DataFrame, plans: list[ColumnPlan], config: TrainConfig,

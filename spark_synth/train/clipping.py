@@ -61,41 +61,53 @@ def flat_per_sample_norms(model: FlatARGN, codes: torch.Tensor, before: torch.Te
 
 def sequence_per_sample_norms(model: SequenceARGN, batch: tuple[torch.Tensor, ...],
                               before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-sample gradient norms, per-sample losses with their graph) of a :class:`SequenceARGN` batch."""
+    """(per-sample gradient norms, per-sample losses with their graph) of a :class:`SequenceARGN` batch.
+
+    The heads score only real steps (rows); for the Gram matrices each head's rows are laid out
+    (subject, step) one head at a time, so padding never reaches the heads' matrix products.
+    """
     subject_codes, event_codes, lengths, starts = batch
     n, window, _ = event_codes.shape
     heads = model.events
     length_loss, state, valid = model.states(subject_codes, event_codes, lengths, starts)
+    where = valid.nonzero()  # (rows, 2): subject and step of every real step, subject-major
+    owner, slot = where[:, 0], where[:, 0] * window + where[:, 1]
     trace: dict[str, torch.Tensor] = {}
-    rows = heads(event_codes.reshape(n * window, -1), before, context=state.reshape(n * window, -1), trace=trace)
-    losses = length_loss + (rows.view(n, window) * valid).sum(dim=1)
+    rows = heads(event_codes[valid], before, context=state[valid], trace=trace)
+    losses = length_loss + torch.zeros(n).index_add(0, owner, rows)
     x, pre, normed, hidden, logits = (trace[k] for k in ("inputs", "pre", "normed", "hidden", "logits"))
     g_state, g_x, g_pre, g_normed, g_logits = torch.autograd.grad(
         losses.sum(), [state, x, pre, normed, logits], retain_graph=True)
 
-    def per_sample(t: torch.Tensor) -> torch.Tensor:  # (S, n * W, d) -> (S, n, W, d)
-        return t.detach().view(t.shape[0], n, window, -1)
+    def laid_out(t: torch.Tensor) -> torch.Tensor:  # (rows, d) -> (n, W, d), zero where no step
+        return t.new_zeros(n * window, t.shape[-1]).index_copy_(0, slot, t.detach()).view(n, window, -1)
 
     def gram(t: torch.Tensor) -> torch.Tensor:  # (n, W, d) -> (n, W, W)
         return torch.bmm(t, t.transpose(1, 2))
 
-    inputs = x.detach().view(n, window, -1)
-    pre_g, hidden_s, logit_g = per_sample(g_pre), per_sample(hidden), per_sample(g_logits)
-    mask = heads.input_mask(before)
+    def by_subject(t: torch.Tensor) -> torch.Tensor:  # (..., rows, d) -> (..., n, d): each subject's sum
+        return t.new_zeros(*t.shape[:-2], n, t.shape[-1]).index_add_(-2, owner, t.detach())
+
+    # a head's masked input is the sub-columns before it, so its Gram matrix is a sum of per-sub-column ones
+    inputs = laid_out(x)
+    offsets, base = heads.embed_offsets, heads.embed_offsets[-1]
+    input_grams = torch.stack([gram(inputs[..., offsets[k]:offsets[k + 1]]) + gram(inputs[..., base + k:base + k + 1])
+                               for k in range(heads.n_sub)])  # (S, n, W, W), the known bit included
     squared = torch.zeros(n)
     pre_grams = torch.zeros(n, window, window)
     for j in range(heads.n_sub):  # per head: w1 (masked inputs x pre-activation grads) and w2 (hidden x logit grads)
-        pre_gram = gram(pre_g[j])
+        pre_gram = gram(laid_out(g_pre[j]))
         pre_grams += pre_gram
-        squared += (gram(inputs * mask[j]) * pre_gram).sum((1, 2)) + (gram(hidden_s[j]) * gram(logit_g[j])).sum((1, 2))
+        masked_gram = torch.tensordot(before[j], input_grams, dims=1)
+        squared += (masked_gram * pre_gram).sum((1, 2))
+        squared += (gram(laid_out(hidden[j])) * gram(laid_out(g_logits[j]))).sum((1, 2))
     squared += (gram(state.detach()) * pre_grams).sum((1, 2))  # wc: the step states feed every head
-    squared += pre_g.sum(2).pow(2).sum((0, 2)) + logit_g.sum(2).pow(2).sum((0, 2))  # b1, b2
-    unit = per_sample(torch.nn.functional.layer_norm(pre.detach(), (pre.shape[-1],)))
-    normed_g = per_sample(g_normed)
-    squared += (unit * normed_g).sum((0, 2)).pow(2).sum(1) + normed_g.sum((0, 2)).pow(2).sum(1)  # LayerNorm
+    squared += by_subject(g_pre).pow(2).sum((0, 2)) + by_subject(g_logits).pow(2).sum((0, 2))  # b1, b2
+    unit = torch.nn.functional.layer_norm(pre.detach(), (pre.shape[-1],))
+    squared += by_subject((unit * g_normed).sum(0)).pow(2).sum(1) + by_subject(g_normed.sum(0)).pow(2).sum(1)  # LayerNorm
 
     upstream = _upstream_grads(model, batch, g_state.detach())
-    head_embeddings = _embedding_grads(heads, event_codes, g_x.detach().view(n, window, -1))
+    head_embeddings = _embedding_grads(heads, event_codes[valid], g_x.detach(), owner, n)
     for name, g in upstream.items():
         g = g + head_embeddings.get(name, 0)
         squared += g.reshape(n, -1).pow(2).sum(1)
@@ -133,14 +145,16 @@ def _upstream_grads(model: SequenceARGN, batch: tuple[torch.Tensor, ...], g_stat
     return {k.removeprefix("model."): torch.cat([p[k] for p in parts]) for k in params}
 
 
-def _embedding_grads(heads: FlatARGN, event_codes: torch.Tensor, g_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample gradients of the event embedding tables from the heads' side: each step adds its
-    input gradient to the row of its code."""
+def _embedding_grads(heads: FlatARGN, codes: torch.Tensor, g_inputs: torch.Tensor, owner: torch.Tensor,
+                    n: int) -> dict[str, torch.Tensor]:
+    """Per-sample gradients of the event embedding tables from the heads' side: each step (row) adds its
+    input gradient to the row of its code, in its subject's copy of the table."""
     out = {}
     for i, embedding in enumerate(heads.embeddings):
         lo, hi = heads.embed_offsets[i], heads.embed_offsets[i + 1]
-        onehot = torch.nn.functional.one_hot(event_codes[..., i].long(), embedding.num_embeddings).to(g_inputs.dtype)
-        out[f"events.embeddings.{i}.weight"] = torch.einsum("nwc,nwd->ncd", onehot, g_inputs[..., lo:hi])
+        card = embedding.num_embeddings
+        grads = g_inputs.new_zeros(n * card, hi - lo).index_add_(0, owner * card + codes[:, i].long(), g_inputs[:, lo:hi])
+        out[f"events.embeddings.{i}.weight"] = grads.view(n, card, hi - lo)
     return out
 
 

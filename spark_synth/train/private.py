@@ -55,20 +55,21 @@ def dp_batch_size(n_samples: int, sequences: bool) -> int:
 
 
 def planned_steps(model: torch.nn.Module, batch_size: int, minutes: float, max_epochs: int, sample_rate: float,
-                  max_length: int = 1) -> tuple[int, float]:
+                  length_weights: list[float] | None = None) -> tuple[int, float]:
     """(steps that fit in ``minutes`` and ``max_epochs``, their expected minutes), timed on random codes of
-    the model's shape (never on the data)."""
-    seconds = seconds_per_step(model, batch_size, max_length)
+    the model's shape (never on the data); event models draw lengths from ``length_weights`` (index = length,
+    from the DP length histogram)."""
+    seconds = seconds_per_step(model, batch_size, length_weights)
     by_time = int(minutes * 60 * TIME_SAFETY / max(seconds, 1e-6))
     by_epochs = int(max_epochs / sample_rate)
     steps = max(1, min(by_time, by_epochs))
     return steps, steps * seconds / 60 / TIME_SAFETY
 
 
-def seconds_per_step(model: torch.nn.Module, batch_size: int, max_length: int = 1) -> float:
+def seconds_per_step(model: torch.nn.Module, batch_size: int, length_weights: list[float] | None = None) -> float:
     probe = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(0)
-    samples = random_samples(probe, batch_size, max_length, generator)
+    samples = random_samples(probe, batch_size, generator, length_weights)
     argn = heads(probe)
     before = argn.precedence(argn.sub_order(list(range(len(argn.config.column_slices)))))
     probe.train()
@@ -81,16 +82,19 @@ def seconds_per_step(model: torch.nn.Module, batch_size: int, max_length: int = 
     return float(np.median(timings[PROBE_WARMUP:]))
 
 
-def random_samples(model: torch.nn.Module, n: int, max_length: int, generator: torch.Generator) -> Samples:
-    """Data-free samples with the model's shapes, for timing."""
+def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
+                   length_weights: list[float] | None = None) -> Samples:
+    """Data-free samples with the model's shapes, for timing (event lengths drawn from ``length_weights``,
+    uniform when None)."""
     def codes(cardinalities: list[int], *shape: int) -> torch.Tensor:
         return torch.stack([torch.randint(0, c, shape, generator=generator) for c in cardinalities], dim=-1)
 
     if isinstance(model, FlatARGN):
         return FlatSamples(codes(model.config.cardinalities, n))
     if isinstance(model, SequenceARGN):
-        events = codes(model.config.events.cardinalities, n, max_length).to(torch.int16)
-        lengths = torch.randint(1, max_length + 1, (n,), generator=generator)
+        weights = torch.tensor(length_weights or [0.0] + [1.0] * model.config.max_length, dtype=torch.float64)
+        lengths = torch.multinomial(weights.clamp(min=0) + 1e-12, n, replacement=True, generator=generator)
+        events = codes(model.config.events.cardinalities, n, max(1, len(weights) - 1)).to(torch.int16)
         return SequenceSamples(codes(model.config.subject_cardinalities, n), events, lengths)
     raise TypeError(f"no random samples for {type(model).__name__}")
 
