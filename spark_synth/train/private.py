@@ -31,7 +31,7 @@ from spark_synth.train.data import FlatSamples, Samples, SequenceSamples
 from spark_synth.train.loop import TrainResult, TrainSettings, heads
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate
-PROBE_STEPS, PROBE_WARMUP = 5, 3
+PROBE_STEPS, PROBE_WARMUP, PROBE_WARMUP_SECONDS = 5, 3, 3.0
 
 
 @dataclass
@@ -73,13 +73,17 @@ def seconds_per_step(model: torch.nn.Module, batch_size: int, length_weights: li
     argn = heads(probe)
     before = argn.precedence(argn.sub_order(list(range(len(argn.config.column_slices)))))
     probe.train()
-    timings = []
-    for _ in range(PROBE_WARMUP + PROBE_STEPS):  # the first steps warm up allocations
+    optimizer = _dp_optimizer(probe, 1e-3, 0.0, 1.0, 1.0, batch_size, generator)  # steps cost their update too
+    timings: list[float] = []
+    warm_until = time.monotonic() + PROBE_WARMUP_SECONDS
+    # the first steps pay for allocations and waking threads: warm up for a few seconds, then time
+    while len(timings) < PROBE_WARMUP + PROBE_STEPS or time.monotonic() < warm_until:
         started = time.monotonic()
         clipped_gradient_sum(probe, samples.batch(torch.arange(batch_size), generator), before, 1.0)
-        probe.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         timings.append(time.monotonic() - started)
-    return float(np.median(timings[PROBE_WARMUP:]))
+    return float(np.median(timings[-PROBE_STEPS:]))
 
 
 def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
@@ -112,10 +116,8 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     lr = settings.learning_rate or 2e-3 * math.sqrt(expected_batch / 1024)
     secret = torch.Generator().manual_seed(secrets.randbits(63))
     orders = torch.Generator().manual_seed(settings.seed)  # column orders and windows: not private
-    optimizer = DPOptimizerFastGradientClipping(
-        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay),
-        noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
-        expected_batch_size=expected_batch, loss_reduction="mean", generator=secret)
+    optimizer = _dp_optimizer(model, lr, settings.weight_decay, plan.noise_multiplier, plan.max_grad_norm,
+                              expected_batch, secret)
     warmup = max(1, plan.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer.original_optimizer, lambda s: _lr_factor(s, warmup, plan.steps))
     sampler = UniformWithReplacementSampler(num_samples=n, sample_rate=plan.sample_rate, generator=secret,
@@ -166,6 +168,14 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     result = TrainResult(epochs=max(1, round(epochs)), best_epoch=max(1, round(epochs)), best_val_loss=None,
                          train_loss=math.nan, seconds=time.monotonic() - start, stopped_by=stopped_by, history=history)
     return result, done
+
+
+def _dp_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, noise_multiplier: float, max_grad_norm: float,
+                  expected_batch: int, generator: torch.Generator) -> DPOptimizerFastGradientClipping:
+    """AdamW behind Opacus: ``p.grad`` holds the clipped sum; Opacus adds the noise and averages."""
+    return DPOptimizerFastGradientClipping(
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay), noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm, expected_batch_size=expected_batch, loss_reduction="mean", generator=generator)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
