@@ -20,7 +20,17 @@ import tempfile
 import time
 from typing import Any
 
-from common import REPO, RESULTS_DIR, default_qa_python, machine, referee, table, write_result
+from common import (
+    REPO,
+    RESULTS_DIR,
+    add_privacy_args,
+    default_qa_python,
+    machine,
+    privacy_figures,
+    referee,
+    table,
+    write_result,
+)
 
 DATA_DIR = os.path.join(REPO, "..", "shared", "data", "baseball")
 TRAIN_SUBJECTS = 15_902  # players in players_train.parquet
@@ -38,8 +48,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--qa-python", default=default_qa_python(), help="python of the venv with mostlyai-qa")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "baseball_quality.json"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary working directory")
-    ap.add_argument("--max-epsilon", type=float, help="train with user-level differential privacy under this budget")
-    ap.add_argument("--delta", type=float, help="DP delta (default: spark-synth's)")
+    add_privacy_args(ap)
     args = ap.parse_args()
     if args.max_epsilon is not None:  # no quality bar under DP (the issue asks for the figure); epsilon within budget
         TARGETS.clear()
@@ -76,14 +85,7 @@ def train_and_generate(args: argparse.Namespace, paths: dict[str, str], work: st
     figures = {"train_seconds": round(meta["subjects_train_seconds"] + meta["events_train_seconds"], 1),
                "train_wall_seconds": round(train_wall, 1), "generate_wall_seconds": round(generate_wall, 1),
                "epochs": f"{meta['subjects_epochs']} + {meta['events_epochs']}"}
-    if "privacy" in meta:
-        privacy = meta["privacy"]
-        figures |= {"epsilon": privacy["epsilon"], "delta": privacy["delta"],
-                    "training_epsilon": privacy["training_epsilon"],
-                    "dp_sgd": " | ".join(f"noise {r['noise_multiplier']:.2f}, rate {r['sample_rate']:.4f}, "
-                                         f"{r['steps']} steps" for r in privacy["dp_sgd"]),
-                    "statistics_noise_std": round(privacy["statistics"]["noise_std"], 1)}
-    return figures, output
+    return figures | privacy_figures(meta), output
 
 
 def main() -> None:

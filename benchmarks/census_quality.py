@@ -22,7 +22,17 @@ import tempfile
 import time
 from typing import Any
 
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, default_qa_python, machine, referee, table, write_result
+from common import (
+    DEFAULT_DATA_DIR,
+    RESULTS_DIR,
+    add_privacy_args,
+    default_qa_python,
+    machine,
+    privacy_figures,
+    referee,
+    table,
+    write_result,
+)
 
 TRAIN_ROWS = 39_074  # size of census_train.parquet; we generate as many rows as the training split
 TARGETS = {"overall": (">=", 0.97), "dcr_share": ("<=", 0.53), "tstr_gap": ("<=", 0.015)}
@@ -44,8 +54,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--qa-python", default=default_qa_python(), help="python of the venv with mostlyai-qa")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "census_quality.json"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary working directory")
-    ap.add_argument("--max-epsilon", type=float, help="train with differential privacy under this budget")
-    ap.add_argument("--delta", type=float, help="DP delta (default: spark-synth's)")
+    add_privacy_args(ap)
     args = ap.parse_args()
     if args.max_epsilon is not None:
         TARGETS.clear()
@@ -89,14 +98,7 @@ def train_and_generate(args: argparse.Namespace, train_path: str, work: str) -> 
     figures = {"train_seconds": meta.get("train_seconds"), "train_wall_seconds": round(train_wall, 1),
                "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),
                "stopped_by": meta.get("stopped_by"), "generate_wall_seconds": round(generate_wall, 1)}
-    if "privacy" in meta:
-        privacy = meta["privacy"]
-        figures |= {"epsilon": privacy["epsilon"], "delta": privacy["delta"],
-                    "training_epsilon": privacy["training_epsilon"],
-                    "dp_noise_multiplier": privacy["dp_sgd"][0]["noise_multiplier"],
-                    "dp_sample_rate": privacy["dp_sgd"][0]["sample_rate"], "dp_steps": privacy["dp_sgd"][0]["steps"],
-                    "statistics_noise_std": privacy["statistics"]["noise_std"]}
-    return figures, output
+    return figures | privacy_figures(meta), output
 
 
 def score(qa_python: str, synthetic: str, train_path: str, holdout_path: str, report_dir: str) -> dict[str, Any]:
@@ -125,9 +127,8 @@ def report(figures: dict[str, Any]) -> str:
         rows.append(["epsilon spent (statistics + training)", f"{figures['epsilon']:.3f}",
                      check("epsilon", figures["epsilon"]), REFERENCE.get("epsilon")])
         rows.append(["delta", figures["delta"], "", None])
-        rows.append(["DP-SGD: noise multiplier / sample rate / steps",
-                     f"{figures['dp_noise_multiplier']:.2f} / {figures['dp_sample_rate']:.4f} / {figures['dp_steps']}", "", None])
-        rows.append(["statistics noise std (counts)", f"{figures['statistics_noise_std']:.1f}", "", None])
+        rows.append(["DP-SGD", figures["dp_sgd"], "", None])
+        rows.append(["statistics noise std (counts)", figures["statistics_noise_std"], "", None])
     rows.append(["|tstr - trtr|", figures.get("tstr_gap"), check("tstr_gap", figures.get("tstr_gap")), None])
     rows.append(["discriminator AUC (train vs synthetic)", figures.get("discriminator_auc"), "", None])
     rows.append(["overall of a real holdout (ceiling)", figures.get("overall_max"), "", HOLDOUT_CEILING])

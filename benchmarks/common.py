@@ -80,3 +80,20 @@ def write_result(result: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=1)
     print(f"written to {path}")
+
+
+def add_privacy_args(ap) -> None:
+    """``--max-epsilon`` / ``--delta``: run the benchmark's training under differential privacy."""
+    ap.add_argument("--max-epsilon", type=float, help="train with differential privacy under this budget")
+    ap.add_argument("--delta", type=float, help="DP delta (default: spark-synth's)")
+
+
+def privacy_figures(meta: dict) -> dict:
+    """The privacy figures of a generator's ``meta.json`` (empty without DP)."""
+    if "privacy" not in meta:
+        return {}
+    privacy = meta["privacy"]
+    return {"epsilon": privacy["epsilon"], "delta": privacy["delta"], "training_epsilon": privacy["training_epsilon"],
+            "dp_sgd": " | ".join(f"noise {r['noise_multiplier']:.2f}, rate {r['sample_rate']:.4f}, {r['steps']} steps"
+                                 for r in privacy["dp_sgd"]),
+            "statistics_noise_std": round(privacy["statistics"]["noise_std"], 1)}

@@ -24,7 +24,7 @@ from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, _check_model_dir
+from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, start_training
 from spark_synth.sequences import PreparedLog, prepare_log, read_log
 from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
 from spark_synth.train.loop import TrainSettings, auto_batch_size, fit
@@ -37,10 +37,7 @@ PRIVATE_SUBJECT_EPOCHS = 15  # under DP: every epoch of the subject model costs 
 def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
     """Train an event-log generator and track it in MLflow; both sources are only read."""
     started = time.monotonic()
-    _check_model_dir(config)
-    tracking_uri = tracking.configure(config.tracking_uri)
-    tracking.check_experiment(config.experiment)
-    tracking.check_model_name(config.registered_model)
+    tracking_uri = start_training(config)
     source = read_log(spark, config)
     work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
     try:

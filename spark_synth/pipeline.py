@@ -57,10 +57,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
 
         return train_log(config, spark)
     started = time.monotonic()
-    _check_model_dir(config)
-    tracking_uri = tracking.configure(config.tracking_uri)
-    tracking.check_experiment(config.experiment)
-    tracking.check_model_name(config.registered_model)
+    tracking_uri = start_training(config)
     prepared = _prepare(config, spark)
     codec, train_codes, val_codes = prepared.codec, prepared.train_codes, prepared.val_codes
 
@@ -205,6 +202,15 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
             delete_path(spark, config.output if config.mode == "error" else subject_path)
         raise
     return config.subjects
+
+
+def start_training(config: TrainConfig) -> str:
+    """Checks that need no data (model dir, MLflow experiment and name), before any work; the tracking URI."""
+    _check_model_dir(config)
+    tracking_uri = tracking.configure(config.tracking_uri)
+    tracking.check_experiment(config.experiment)
+    tracking.check_model_name(config.registered_model)
+    return tracking_uri
 
 
 def _check_model_dir(config: TrainConfig) -> None:

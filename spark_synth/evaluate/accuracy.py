@@ -227,18 +227,20 @@ def _count_bins(
         *[_bin_expr(_aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
     )
     n = len(specs)
-    entries = [
-        F.struct(F.lit(i).alias("k"), F.col(f"b{i}").alias("a"), F.lit(0).alias("b")) for i in range(n)
-    ]
-    entries += [
-        F.struct(F.lit(n + p).alias("k"), F.col(f"b{i}").alias("a"), F.col(f"b{j}").alias("b"))
-        for p, (i, j) in enumerate(pairs)
-    ]
-    counts = binned.select(F.explode(F.array(*entries)).alias("e")).groupBy("e.k", "e.a", "e.b").count()
+    counts = binned.select(F.explode(F.array(*marginal_entries(n, pairs))).alias("e")).groupBy("e.k", "e.a", "e.b").count()
     out: dict[int, dict[tuple[int, int], int]] = {k: {} for k in range(n + len(pairs))}
     for r in counts.collect():
         out[r["k"]][(r["a"], r["b"])] = r["count"]
     return out
+
+
+def marginal_entries(n: int, pairs: list[tuple[int, int]]) -> list:
+    """One struct per marginal of a row of bin columns ``b0..b{n-1}``: (key, bin a, bin b), univariate
+    marginals keyed 0..n-1 (b = 0) and pairs keyed n + pair index; exploded, then counted in one group-by."""
+    entries = [F.struct(F.lit(i).alias("k"), F.col(f"b{i}").alias("a"), F.lit(0).alias("b")) for i in range(n)]
+    entries += [F.struct(F.lit(n + p).alias("k"), F.col(f"b{i}").alias("a"), F.col(f"b{j}").alias("b"))
+                for p, (i, j) in enumerate(pairs)]
+    return entries
 
 
 def _accuracy(real_counts: dict[tuple[int, int], int], syn_counts: dict[tuple[int, int], int]) -> float:

@@ -61,6 +61,7 @@ from spark_synth.evaluate.accuracy import (
     _ColumnBins,
     _fit_bins,
     _floor_breaks,
+    marginal_entries,
 )
 
 # mostlyai-qa's constants for coherence: fine bins per column, events kept per subject, top categories.
@@ -183,14 +184,7 @@ def _count_codes(
         _SIDE, *[_bin_code(_aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
     )
     n = len(specs)
-    entries = [
-        F.struct(F.lit(i).alias("k"), F.col(f"b{i}").alias("a"), F.lit(0).alias("b")) for i in range(n)
-    ]
-    entries += [
-        F.struct(F.lit(n + p).alias("k"), F.col(f"b{i}").alias("a"), F.col(f"b{j}").alias("b"))
-        for p, (i, j) in enumerate(pairs)
-    ]
-    counts = binned.select(_SIDE, F.explode(F.array(*entries)).alias("e")).groupBy(_SIDE, "e.k", "e.a", "e.b")
+    counts = binned.select(_SIDE, F.explode(F.array(*marginal_entries(n, pairs))).alias("e")).groupBy(_SIDE, "e.k", "e.a", "e.b")
     out: list[dict[int, dict[tuple[int, int], int]]] = [
         {k: {} for k in range(n + len(pairs))} for _ in range(2)
     ]
