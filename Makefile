@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=  # e.g. --index-url <your CPU wheel index> where PyPI's default torch is a CUDA build
 
-.PHONY: setup test demo lint bench-quality bench-generation qa-venv clean
+.PHONY: setup test demo lint bench-quality bench-generation bench-evaluate qa-venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench-quality: setup qa-venv
 
 bench-generation: setup
 	$(BIN)/python benchmarks/generation_speed.py
+
+bench-evaluate: setup qa-venv
+	$(BIN)/python benchmarks/evaluate_vs_mostlyai_qa.py --qa-python $(QA_VENV)/bin/python
+	$(BIN)/python benchmarks/evaluate_scale.py
 
 clean:
 	rm -rf demo-output mlflow.db mlruns spark-warehouse .pytest_cache

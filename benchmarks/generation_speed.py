@@ -19,14 +19,13 @@ import argparse
 import os
 import shutil
 import tempfile
-import threading
 import time
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, machine, table, write_result
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, MemorySampler, machine, process_status, table, write_result
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -42,84 +41,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--chunk-rows", type=int, default=100_000, help="rows of the in-process breakdown chunk")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "generation_speed.json"))
     return ap.parse_args()
-
-
-# ------------------------------------------------------------------------------------------ memory
-
-
-def _status(pid: int) -> dict[str, int]:
-    """VmRSS/VmHWM/Pss in KiB and the parent pid of one process, from /proc (no psutil needed)."""
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "PPid"):
-                out[key] = int(value.split()[0])
-    return out
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size in KiB: forked workers share pages with their daemon, so RSS sums overcount."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def process_tree(root: int) -> dict[int, tuple[str, dict[str, int]]]:
-    """root and all its descendants: pid -> (role, status); role is driver, jvm or workers."""
-    procs: dict[int, tuple[str, dict[str, int]]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/comm", encoding="utf-8") as handle:
-                    comm = handle.read().strip()
-                procs[int(name)] = (comm, _status(int(name)))
-            except (OSError, ValueError):
-                continue
-    children: dict[int, list[int]] = {}
-    for pid, (_, status) in procs.items():
-        children.setdefault(status.get("PPid", 0), []).append(pid)
-    tree, frontier = {}, [root]
-    while frontier:
-        pid = frontier.pop()
-        if pid in procs:
-            comm, status = procs[pid]
-            tree[pid] = ("driver" if pid == root else "jvm" if comm == "java" else "workers", status)
-            frontier += children.get(pid, [])
-    return tree
-
-
-class MemorySampler(threading.Thread):
-    """Samples the RSS of driver, JVM and Python workers (summed) and the total PSS every 0.2 s.
-
-    Keeps the peak of each per phase. Workers may exit between samples, so peaks are a lower bound.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.phase = "setup"
-        self.peaks: dict[str, dict[str, float]] = {}
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.2):
-            mib: dict[str, float] = {"driver": 0.0, "jvm": 0.0, "workers": 0.0, "total_pss": 0.0, "n_workers": 0}
-            for pid, (role, status) in process_tree(os.getpid()).items():
-                mib[role] += status.get("VmRSS", 0) / 1024
-                mib["total_pss"] += _pss(pid) / 1024
-                mib["n_workers"] += role == "workers"
-            peak = self.peaks.setdefault(self.phase, dict.fromkeys(mib, 0.0))
-            for key, value in mib.items():
-                peak[key] = max(peak[key], value)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 # ------------------------------------------------------------------------------------------ the two jobs
@@ -236,7 +157,7 @@ def main() -> None:
     finally:
         sampler.stop()
         shutil.rmtree(work, ignore_errors=True)
-    driver_hwm = _status(os.getpid()).get("VmHWM", 0) / 1024
+    driver_hwm = process_status(os.getpid()).get("VmHWM", 0) / 1024
 
     best = {k: min(v) for k, v in times.items()}
     speed = {k: args.rows / v for k, v in best.items()}

@@ -29,7 +29,7 @@ from spark_synth.encoding.protect import (
 )
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.errors import SynthError
-from spark_synth.schema import ColumnPlan, quoted
+from spark_synth.schema import ColumnPlan, plan_columns, quoted
 
 MAX_DISCRETE = 100  # a numeric column with at most this many protected values is coded as categories
 DISCRETE_PROBE = 250  # ... and is only counted value by value when its distinct estimate is below this
@@ -130,6 +130,14 @@ def validated_overview(df: DataFrame, plans: list[ColumnPlan], source_name: str)
         raise SynthError(f"column(s) {all_null} hold only nulls, so nothing can be learned from them.",
                          "Exclude them: `columns: {NAME: {exclude: true}}` in the config.")
     return n_rows, overview
+
+
+def identifier_columns(df: DataFrame) -> list[str]:
+    """The columns training would take for identifiers (unique per row): regenerated as new keys rather
+    than learned, so comparing their values with the real ones means nothing. One aggregation."""
+    plans = plan_columns(df.schema, {})
+    n_rows, overview = _overview(df, plans)
+    return [p.name for p in plans if _looks_like_key(p, overview[p.name], n_rows)]
 
 
 def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:

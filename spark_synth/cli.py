@@ -1,4 +1,4 @@
-"""The `spark-synth` command: train, generate, demo. Bad input exits 2 with the problem and the fix."""
+"""The `spark-synth` command: train, generate, evaluate, demo. Bad input exits 2 with the problem and the fix."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-epsilon", dest="max_epsilon", type=float,
                        help="train with differential privacy under this total epsilon (statistics + weights)")
     train.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 0.1 / number of rows or subjects))")
+    train.add_argument("--target", help="column to predict in the after-training utility test (TSTR vs TRTR)")
+    train.add_argument("--report", help="also write the after-training evaluation report to this HTML file")
     train.add_argument("--register", help="register the generator in the MLflow registry under this name")
     train.add_argument("--experiment", help="MLflow experiment name")
     train.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: ./mlflow.db)")
@@ -54,6 +56,30 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--tracking-uri", dest="tracking_uri")
     generate.add_argument("--master")
 
+    evaluate = commands.add_parser("evaluate", help="score synthetic data against training and holdout data: "
+                                     "accuracy, privacy, utility; HTML report and MLflow metrics")
+    evaluate.add_argument("--config", help="YAML file with the same settings (flags win)")
+    evaluate.add_argument("--synthetic", help="flat table: the synthetic data (path or table name)")
+    evaluate.add_argument("--training", help="flat table: the data the generator was trained on")
+    evaluate.add_argument("--holdout", help="flat table: real rows the generator never saw")
+    for side in ("synthetic", "training", "holdout"):
+        for part in ("subjects", "events"):
+            evaluate.add_argument(f"--{side}-{part}", dest=f"{side}_{part}", help=f"event log: the {side} {part}")
+    evaluate.add_argument("--subject-key", dest="subject_key", help="event log: the subject table's key column")
+    evaluate.add_argument("--foreign-key", dest="foreign_key", help="event log: the events' column with the subject key")
+    evaluate.add_argument("--order-by", dest="order_by", help="event log: the column that orders a subject's events")
+    evaluate.add_argument("--format", choices=["parquet", "csv", "delta", "table"])
+    evaluate.add_argument("--target", help="column to predict in the train-synthetic-test-real utility test")
+    evaluate.add_argument("--report", help="write the self-contained HTML report to this file")
+    evaluate.add_argument("--model", help="the generator evaluated (directory or models:/...): adds its epsilon and "
+                                          "logs into its MLflow run")
+    evaluate.add_argument("--experiment", help="MLflow experiment (without --model)")
+    evaluate.add_argument("--tracking-uri", dest="tracking_uri")
+    evaluate.add_argument("--no-mlflow", dest="mlflow", action="store_const", const=False)
+    evaluate.add_argument("--seed", type=int)
+    evaluate.add_argument("--master")
+    evaluate.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
     demo = commands.add_parser("demo", help="train on a bundled demo table, generate, print quality and MLflow")
     demo.add_argument("--output-dir", dest="output_dir", default="demo-output")
     demo.add_argument("--max-minutes", dest="max_minutes", type=float, default=1.5)
@@ -71,6 +97,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _train(args.config, options)
         if args.command == "generate":
             return _generate(args.config, options)
+        if args.command == "evaluate":
+            return _evaluate(args.config, options)
         from spark_synth.demo import run_demo
 
         run_demo(**options)
@@ -105,6 +133,21 @@ def _generate(config_path: str | None, options: dict) -> int:
               f"{config.output}/events ({config.format})")
     else:
         print(f"wrote {count} synthetic rows to {config.output} ({config.format})")
+    return 0
+
+
+def _evaluate(config_path: str | None, options: dict) -> int:
+    from spark_synth.config import EvaluateConfig, load_config
+    from spark_synth.evaluate.after_training import format_headline
+    from spark_synth.evaluate.stage import run_evaluation
+
+    config = load_config(EvaluateConfig, config_path, **options)
+    outcome = run_evaluation(config)
+    print(format_headline(outcome.evaluation.headline))
+    if outcome.report:
+        print(f"report written to {outcome.report}")
+    if outcome.run_id:
+        print(f"figures logged to MLflow run {outcome.run_id}")
     return 0
 
 

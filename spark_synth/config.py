@@ -51,7 +51,9 @@ class TrainConfig(_Strict):
     experiment: str = "spark-synth"
     tracking_uri: str | None = None
     work_dir: str | None = None
-    quality_rows: int = Field(10_000, ge=0, description="synthetic rows scored after training; 0 skips")
+    quality_rows: int = Field(10_000, ge=0, description="synthetic rows (subjects) evaluated after training; 0 skips")
+    target: str | None = Field(None, description="column predicted in the after-training utility test (TSTR)")
+    report: str | None = Field(None, description="also write the after-training evaluation report to this HTML file")
     master: str | None = None
     progress: bool = True
     # differential privacy: one (epsilon, delta) budget for statistics and weights; None trains without DP
@@ -111,6 +113,61 @@ class GenerateConfig(_Strict):
         if (self.rows is None) == (self.subjects is None):
             raise ValueError("give exactly one of --rows (flat generator) and --subjects (event-log generator)")
         return self
+
+
+class EvaluateConfig(_Strict):
+    """What to compare: a flat table (synthetic, training, holdout) or the two-table form of an event log."""
+
+    synthetic: Any = None
+    training: Any = None
+    holdout: Any = None
+    synthetic_subjects: Any = None
+    synthetic_events: Any = None
+    training_subjects: Any = None
+    training_events: Any = None
+    holdout_subjects: Any = None
+    holdout_events: Any = None
+    subject_key: str | None = None
+    foreign_key: str | None = None
+    order_by: str | None = None
+    format: Literal["parquet", "csv", "delta", "table"] | None = None
+    target: str | None = Field(None, description="column predicted in the TSTR utility test (subject table for logs)")
+    report: str | None = Field(None, description="write the HTML report here")
+    model: str | None = Field(None, description="the generator evaluated: adds its epsilon, logs into its MLflow run")
+    experiment: str = "spark-synth"
+    tracking_uri: str | None = None
+    mlflow: bool = Field(True, description="log the figures and the report to MLflow")
+    distance_rows: int = Field(20_000, ge=100, description="rows per side for DCR / NNDR")
+    audit_rows: int = Field(5_000, ge=50, description="members (and as many non-members) in the membership audit")
+    utility_rows: int = Field(50_000, ge=100, description="rows per model in the TSTR test")
+    max_triples: int = Field(100, ge=0, description="column triples scored for trivariate accuracy")
+    seed: int = 0
+    master: str | None = None
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EvaluateConfig:
+        flat = {"synthetic": self.synthetic, "training": self.training, "holdout": self.holdout}
+        log = {"synthetic_subjects": self.synthetic_subjects, "synthetic_events": self.synthetic_events,
+               "training_subjects": self.training_subjects, "training_events": self.training_events,
+               "holdout_subjects": self.holdout_subjects, "holdout_events": self.holdout_events,
+               "subject_key": self.subject_key, "foreign_key": self.foreign_key}
+        given_flat = [k for k, v in flat.items() if v is not None]
+        given_log = [k for k, v in log.items() if v is not None]
+        if given_flat and given_log:
+            raise ValueError("give either --synthetic/--training/--holdout (a flat table) or the "
+                             "--*-subjects/--*-events form (an event log), not both")
+        if not given_log and len(given_flat) < 3:
+            missing = [k for k in flat if flat[k] is None]
+            raise ValueError(f"missing {', '.join('--' + m for m in missing)} (or use the event-log form)")
+        if given_log and len(given_log) < len(log):
+            missing = [k for k in log if log[k] is None]
+            raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        return self
+
+    @property
+    def is_log(self) -> bool:
+        return self.synthetic is None
 
 
 def load_config(cls: type[_Strict], path: str | None = None, **overrides: Any) -> Any:

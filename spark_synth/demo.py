@@ -19,12 +19,14 @@ def run_demo(output_dir: str = "demo-output", max_minutes: float = 1.5, rows: in
     credit_data().to_parquet(data_path, index=False)
     print(f"demo data: modeldata::credit_data (4,454 loan applicants) -> {data_path}")
     outcome = train(TrainConfig(data=data_path, model_dir=os.path.join(output_dir, "generator"),
-                                max_minutes=max_minutes, tracking_uri=tracking_uri,
+                                max_minutes=max_minutes, tracking_uri=tracking_uri, target="Status",
+                                report=os.path.join(output_dir, "report.html"),
                                 experiment="spark-synth-demo"), spark)
     synthetic_path = os.path.join(output_dir, "synthetic")
     generate(GenerateConfig(model=outcome.model_dir, rows=rows, output=synthetic_path, mode="overwrite"), spark)
     print(spark.read.parquet(synthetic_path).limit(5).toPandas().to_string(index=False))
     print(f"\nwrote {rows} synthetic rows to {synthetic_path}")
     print(f"generator: {outcome.model_dir}  (MLflow: {outcome.model_uri})")
+    print(f"quality and privacy report: {os.path.join(output_dir, 'report.html')} (also in the MLflow run)")
     print(f"MLflow UI: mlflow ui --backend-store-uri {redact(outcome.tracking_uri)}  -> http://127.0.0.1:5000, "
           f"experiment 'spark-synth-demo', run {outcome.run_id}")

@@ -11,20 +11,20 @@ import time
 from typing import Any
 
 import torch
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from spark_synth import dp, tracking
 from spark_synth.config import TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
-from spark_synth.evaluate.coherence import coherence_summary, format_coherence
+from spark_synth.evaluate.after_training import evaluate_after_training
 from spark_synth.generate import generate_log_dataframes
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, start_training
+from spark_synth.schema import quoted
 from spark_synth.sequences import PreparedLog, prepare_log, read_log
 from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
 from spark_synth.train.loop import TrainSettings, auto_batch_size, fit
@@ -112,8 +112,7 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
                 metrics |= {"subjects_best_val_loss": subject_result.best_val_loss,
                             "events_best_val_loss": event_result.best_val_loss,
                             "orphan_events": float(prepared.orphan_events)}
-            quality = _quality_summary(spark, generator, prepared, config, len(subject_val))
-            metrics |= {k: v for k, v in quality.items() if isinstance(v, float)}
+            quality = _evaluate(spark, generator, prepared, config, len(subject_val), privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             sample = denormalized(*generator.sample(5, seed=config.seed), generator.sequence)
@@ -193,37 +192,27 @@ def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
     return params
 
 
-def _quality_summary(spark: SparkSession, generator: LogGenerator, prepared: PreparedLog, config: TrainConfig,
-                     n_validation: int) -> dict[str, Any]:
-    """Accuracy of fresh synthetic subjects and events against the validation subjects, printed."""
-    if not config.quality_rows or n_validation == 0:
+def _evaluate(spark: SparkSession, generator: LogGenerator, prepared: PreparedLog, config: TrainConfig,
+              n_validation: int, privacy: dict | None) -> dict[str, float]:
+    """The evaluation stage on fresh synthetic subjects with their events, as many as the validation split."""
+    if not config.quality_rows:
         return {}
-    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, n_validation),
+    seq = generator.sequence
+    key, fk = seq["subject_key"], seq["foreign_key"]
+    subject_columns = [key, *(c.name for c in generator.subjects.codec.modelled)]
+    event_columns = [f.name for f in generator.event_schema]
+    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, max(n_validation, 1)),
                                                seed=config.seed + 1)
     subjects, events = subjects.cache(), events.cache()  # generated once, then aggregated many times
     try:
-        return _score(generator, prepared, subjects, events)
+        frames = {f"{side}_{part}": df.select(*map(quoted, columns)) for side, part, df, columns in (
+            ("synthetic", "subjects", subjects, subject_columns), ("synthetic", "events", events, event_columns),
+            ("training", "subjects", prepared.training_subjects, subject_columns),
+            ("training", "events", prepared.training_events, event_columns),
+            ("holdout", "subjects", prepared.validation_subjects, subject_columns),
+            ("holdout", "events", prepared.validation_events, event_columns))}
+        return evaluate_after_training(spark, config, frames, n_validation, privacy, subject_key=key, foreign_key=fk,
+                                       order_by=seq.get("order_by"))
     finally:
         subjects.unpersist()
         events.unpersist()
-
-
-def _score(generator: LogGenerator, prepared: PreparedLog, subjects: DataFrame, events: DataFrame) -> dict[str, Any]:
-    seq = generator.sequence
-    subject_columns = [c.name for c in generator.subjects.codec.modelled]
-    event_columns = [f.name for f in generator.event_schema if f.name != seq["foreign_key"]]
-    subject_quality = accuracy_summary(prepared.validation_subjects, subjects, columns=subject_columns)
-    event_quality = accuracy_summary(prepared.validation_events, events, columns=event_columns)
-    print("subjects: " + format_summary(subject_quality))
-    print("events:   " + format_summary(event_quality))
-    quality: dict[str, Any] = {
-        "subjects_univariate": subject_quality["univariate"], "subjects_bivariate": subject_quality["bivariate"],
-        "events_univariate": event_quality["univariate"], "events_bivariate": event_quality["bivariate"]}
-    coherence = coherence_summary(prepared.validation_events, events, seq["foreign_key"], event_columns,
-                                  order_by=seq.get("order_by"),
-                                  real_subject_keys=prepared.validation_subjects.select(seq["subject_key"]),
-                                  synthetic_subject_keys=subjects.select(seq["subject_key"]))
-    print(format_coherence(coherence))
-    quality |= {f"coherence_{k}" if k != "coherence" else k: float(v) for k, v in coherence.items()
-                if isinstance(v, int | float)}
-    return quality

@@ -20,7 +20,8 @@ from spark_synth.config import GenerateConfig, TrainConfig
 from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
+from spark_synth.evaluate.after_training import evaluate_after_training
+from spark_synth.evaluate.stage import check_report_path
 from spark_synth.generate import generate_dataframe, generate_log_dataframes
 from spark_synth.generator import Generator
 from spark_synth.io import delete_path, path_exists, read_table, write_table
@@ -28,7 +29,7 @@ from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.normalize import normalize
 from spark_synth.private_stats import private_statistics
-from spark_synth.schema import plan_columns
+from spark_synth.schema import plan_columns, quoted
 from spark_synth.spark import get_spark
 from spark_synth.split import with_split
 from spark_synth.train.data import SPLIT_COLUMN, FlatSamples, load_codes
@@ -103,9 +104,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
                 metrics |= dp.privacy_metrics(privacy, [""])
             else:
                 metrics |= {"best_epoch": float(result.best_epoch), "best_val_loss": result.best_val_loss}
-            quality = _quality_summary(spark, generator, prepared.validation, config, len(val_codes))
-            if quality:
-                metrics |= {"quality_univariate": quality["univariate"], "quality_bivariate": quality["bivariate"]}
+            quality = _evaluate(spark, generator, prepared, config, len(val_codes), privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
@@ -120,6 +119,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
 class _Prepared:
     stats: dict[str, Any]
     codec: TableCodec
+    training: DataFrame
     validation: DataFrame
     train_codes: torch.Tensor
     val_codes: torch.Tensor
@@ -155,22 +155,24 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
         raise SynthError("every row fell into the validation split; the table is too small to train on.",
                          "Provide more rows or lower validation_fraction.")
     validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
-    return _Prepared(stats, codec, validation, train_codes, val_codes, release)
+    training = split.where(~F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
+    return _Prepared(stats, codec, training, validation, train_codes, val_codes, release)
 
 
-def _quality_summary(spark: SparkSession, generator: Generator, validation: DataFrame, config: TrainConfig,
-                     n_validation: int) -> dict[str, Any]:
-    """Accuracy of a fresh synthetic sample against the validation split (Spark aggregations), printed."""
-    if not config.quality_rows or n_validation == 0:
+def _evaluate(spark: SparkSession, generator: Generator, prepared: _Prepared, config: TrainConfig,
+              n_validation: int, privacy: dict | None) -> dict[str, float]:
+    """The evaluation stage on fresh synthetic rows, as many as the validation split (up to quality_rows)."""
+    if not config.quality_rows:
         return {}
-    rows = min(config.quality_rows, n_validation)
-    synthetic = generate_dataframe(spark, generator, rows, seed=config.seed + 1).cache()  # generated once
+    columns = [c.name for c in generator.codec.modelled]
+    synthetic = generate_dataframe(spark, generator, min(config.quality_rows, max(n_validation, 1)),
+                                   seed=config.seed + 1).select(*map(quoted, columns)).cache()  # generated once
     try:
-        quality = accuracy_summary(validation, synthetic, columns=[c.name for c in generator.codec.modelled])
+        frames = {"synthetic": synthetic, "training": prepared.training.select(*map(quoted, columns)),
+                  "holdout": prepared.validation.select(*map(quoted, columns))}
+        return evaluate_after_training(spark, config, frames, n_validation, privacy)
     finally:
         synthetic.unpersist()
-    print(format_summary(quality))
-    return quality
 
 
 def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
@@ -205,8 +207,11 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
 
 
 def start_training(config: TrainConfig) -> str:
-    """Checks that need no data (model dir, MLflow experiment and name), before any work; the tracking URI."""
+    """Checks that need no data (model dir, report path, MLflow experiment and name), before any work; the
+    tracking URI."""
     _check_model_dir(config)
+    if config.report:
+        check_report_path(config.report)
     tracking_uri = tracking.configure(config.tracking_uri)
     tracking.check_experiment(config.experiment)
     tracking.check_model_name(config.registered_model)

@@ -58,6 +58,8 @@ class PreparedLog:
     sequence: dict[str, Any]  # how events link and order: keys, order column, protected max length
     subject_fields: list[str]
     event_fields: list[str]
+    training_subjects: DataFrame
+    training_events: DataFrame
     validation_subjects: DataFrame
     validation_events: DataFrame
     orphan_events: int
@@ -180,10 +182,11 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
                                       ((SUBJECT_ID, "bigint"), (SPLIT_COLUMN, "boolean")))
     event_fields = encode_to_shards(sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config)), event_stats,
                                     os.path.join(work_dir, "events"), ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")))
-    validation_subjects = subjects.where(subject_split)
-    validation_events = events.where(_subject_flag(col(fk), config))
+    event_split = _subject_flag(col(fk), config)
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,
-                       validation_subjects, validation_events, source.orphan_events, release, length_weights)
+                       subjects.where(~subject_split), events.where(~event_split),
+                       subjects.where(subject_split), events.where(event_split), source.orphan_events, release,
+                       length_weights)
 
 
 def _subject_flag(key, config: TrainConfig):

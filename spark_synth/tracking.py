@@ -160,3 +160,12 @@ def load_generator(model: str, tracking_uri: str | None = None) -> Generator | L
         raise SynthError(f"{model} holds no spark-synth generator files.", "Pass a model logged by `spark-synth train`.")
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def log_evaluation(headline: dict[str, float], html: str, summary: dict[str, Any]) -> None:
+    """Into the active run: every headline figure as an ``eval_`` metric, the report and the full figures."""
+    import mlflow
+
+    mlflow.log_metrics({f"eval_{k}": v for k, v in headline.items()})
+    mlflow.log_text(html, "evaluation/report.html")
+    mlflow.log_dict(summary, "evaluation/evaluation.json")

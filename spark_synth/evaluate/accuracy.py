@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -32,6 +33,9 @@ EMPTY_BIN = -3
 MIN_CATEGORY_COUNT = 5
 # mostlyai-qa's greedy search for distinct quantile edges stops after this many grid points.
 MAX_SEARCH_POINTS = 1000
+# Marginals counted per job: a few dozen keep the exploded projection within Java's 64 KB method limit, so
+# Spark compiles it instead of falling back to the interpreter (2x faster on 1M rows).
+MARGINALS_PER_JOB = 40
 # Rank accuracy of percentile_approx (Spark's default): the error is at most 1/10_000 of the rows.
 PERCENTILE_ACCURACY = 10_000
 # The greedy edge search reads quantiles at exact fractions up to this many points (~12k fractions, enough to
@@ -219,31 +223,49 @@ def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> l
     return specs
 
 
-def _count_bins(
-    df: DataFrame, specs: list[_ColumnBins], pairs: list[tuple[int, int]]
-) -> dict[int, dict[tuple[int, int], int]]:
-    """Every univariate (key = column index) and pair (key = n_columns + pair index) count in one job."""
-    binned = df.select(
-        *[_bin_expr(_aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
-    )
-    n = len(specs)
-    counts = binned.select(F.explode(F.array(*marginal_entries(n, pairs))).alias("e")).groupBy("e.k", "e.a", "e.b").count()
-    out: dict[int, dict[tuple[int, int], int]] = {k: {} for k in range(n + len(pairs))}
-    for r in counts.collect():
-        out[r["k"]][(r["a"], r["b"])] = r["count"]
+def _count_marginals(
+    real: DataFrame, synthetic: DataFrame, specs: list[_ColumnBins], marginals: list[tuple[int, ...]]
+) -> list[list[dict[tuple[int, ...], int]]]:
+    """Every marginal's bin counts, per side (0 real, 1 synthetic), in one job over both sides.
+
+    Rows are first grouped by their whole tuple of bin codes (many rows share one), then each distinct tuple
+    is exploded into one entry per marginal, weighted by its count: the explode, the costly part, runs over
+    distinct tuples instead of rows, and only bin counts reach the driver.
+    """
+    bins = [f"b{i}" for i in range(len(specs))]
+
+    def binned(df: DataFrame, side: int) -> DataFrame:
+        return df.select(F.lit(side).alias("side"), *[
+            _bin_expr(_aligned(df, s.name, s.data_type), s).alias(b) for s, b in zip(specs, bins, strict=True)])
+
+    tuples = binned(real, 0).unionByName(binned(synthetic, 1)).groupBy("side", *bins).count()
+    tuples = tuples.persist(StorageLevel.MEMORY_AND_DISK)
+    out: list[list[dict[tuple[int, ...], int]]] = [[{} for _ in marginals] for _ in range(2)]
+    try:
+        for first in range(0, len(marginals), MARGINALS_PER_JOB):
+            chunk = marginals[first:first + MARGINALS_PER_JOB]
+            entries = F.explode(F.array(*marginal_entries(chunk))).alias("e")
+            counts = (tuples.select("side", "count", entries)
+                      .groupBy("side", "e.k", "e.a", "e.b", "e.c").agg(F.sum("count").alias("n")))
+            for r in counts.collect():
+                k = first + r["k"]
+                out[r["side"]][k][(r["a"], r["b"], r["c"])[:len(marginals[k])]] = int(r["n"])
+    finally:
+        tuples.unpersist()
     return out
 
 
-def marginal_entries(n: int, pairs: list[tuple[int, int]]) -> list:
-    """One struct per marginal of a row of bin columns ``b0..b{n-1}``: (key, bin a, bin b), univariate
-    marginals keyed 0..n-1 (b = 0) and pairs keyed n + pair index; exploded, then counted in one group-by."""
-    entries = [F.struct(F.lit(i).alias("k"), F.col(f"b{i}").alias("a"), F.lit(0).alias("b")) for i in range(n)]
-    entries += [F.struct(F.lit(n + p).alias("k"), F.col(f"b{i}").alias("a"), F.col(f"b{j}").alias("b"))
-                for p, (i, j) in enumerate(pairs)]
+def marginal_entries(marginals: list[tuple[int, ...]]) -> list:
+    """One struct (key, bin a, bin b, bin c) per marginal of a row of bin columns ``b0, b1, ...``; a marginal
+    is a tuple of one to three column indices, unused bins are 0. Exploded, then counted in one group-by."""
+    entries = []
+    for k, columns in enumerate(marginals):
+        parts = [F.col(f"b{i}") for i in columns] + [F.lit(0)] * (3 - len(columns))
+        entries.append(F.struct(F.lit(k).alias("k"), *(p.alias(n) for p, n in zip(parts, "abc", strict=True))))
     return entries
 
 
-def _accuracy(real_counts: dict[tuple[int, int], int], syn_counts: dict[tuple[int, int], int]) -> float:
+def _accuracy(real_counts: dict, syn_counts: dict) -> float:
     """1 - TVD between two binned distributions given as counts."""
     n_real, n_syn = sum(real_counts.values()), sum(syn_counts.values())
     keys = set(real_counts) | set(syn_counts)
@@ -251,23 +273,34 @@ def _accuracy(real_counts: dict[tuple[int, int], int], syn_counts: dict[tuple[in
     return 1.0 - 0.5 * l1
 
 
-def accuracy_summary(
-    real: DataFrame,
-    synthetic: DataFrame,
-    columns: list[str] | None = None,
-    n_bins: int = 10,
-    n_top: int = 10,
-    seed: int = 0,
-    max_pairs: int | None = 1000,
-) -> dict:
-    """Accuracy of ``synthetic`` against ``real``: 1 - total variation distance of binned distributions.
+def expected_accuracy(real_counts: dict, n_other: int) -> float:
+    """The accuracy a sample of ``n_other`` rows drawn from the real distribution itself would reach on
+    average (a same-size holdout): the ceiling that sampling noise leaves. Normal approximation of each
+    bin's |difference| of two binomial frequencies, as mostlyai-qa's ``accuracy_max``."""
+    n_real = sum(real_counts.values())
+    p = np.array(list(real_counts.values()), dtype=np.float64) / n_real
+    l1 = np.sum(np.sqrt(p * (1 - p) * (1 / n_real + 1 / n_other) * 2 / np.pi))
+    return float(1.0 - l1 / 2)
 
-    Returns ``{"univariate", "bivariate", "per_column": {col: acc}, "per_pair": {"a|b": acc}}``; the overall
-    figures are means over columns and over unordered column pairs (NaN when there is no pair). Numeric,
-    date and timestamp columns get up to ``n_bins`` quantile bins fitted on the real data; other columns
-    keep their ``n_top`` most frequent real categories and pool the rest; nulls always get a bin of their own.
-    With more than ``max_pairs`` pairs, a random subset (by ``seed``) is scored to bound the counting job.
-    """
+
+def select_marginals(
+    n: int, targets: list[int], max_pairs: int | None, max_triples: int, seed: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
+    """Pairs with at least one target column (all columns are targets for a flat table) and triples of
+    targets; a random subset (by ``seed``) where there are more than the caps."""
+    target = set(targets)
+    pairs = [p for p in itertools.combinations(range(n), 2) if p[0] in target or p[1] in target]
+    rng = random.Random(seed)
+    if max_pairs is not None and len(pairs) > max_pairs:
+        pairs = sorted(rng.sample(pairs, max_pairs))
+    triples: list[tuple[int, int, int]] = []
+    if max_triples > 0:
+        candidates = list(itertools.combinations(sorted(target), 3))
+        triples = sorted(rng.sample(candidates, min(max_triples, len(candidates))))
+    return pairs, triples
+
+
+def _check_columns(real: DataFrame, synthetic: DataFrame, columns: list[str] | None) -> list[str]:
     if columns is None:
         only_real = [c for c in real.columns if c not in synthetic.columns]
         only_syn = [c for c in synthetic.columns if c not in real.columns]
@@ -285,36 +318,148 @@ def accuracy_summary(
         raise ValueError("no columns to compare")
     if len(set(columns)) != len(columns):
         raise ValueError(f"duplicate column names in {columns}")
+    return columns
+
+
+def accuracy_summary(
+    real: DataFrame,
+    synthetic: DataFrame,
+    columns: list[str] | None = None,
+    n_bins: int = 10,
+    n_top: int = 10,
+    seed: int = 0,
+    max_pairs: int | None = 1000,
+    max_triples: int = 0,
+    targets: list[str] | None = None,
+) -> dict:
+    """Accuracy of ``synthetic`` against ``real``: 1 - total variation distance of binned distributions.
+
+    Returns ``univariate``, ``bivariate`` and ``trivariate`` (means over columns, column pairs and sampled
+    column triples; NaN where there is none), ``overall`` (their mean), ``expected`` (the same figures for
+    a sample of the real distribution as large as the synthetic data: the ceiling), ``per_column``,
+    ``per_pair`` ("a|b"), ``per_triple`` ("a|b|c"), ``distributions`` (each column's bin labels and both
+    sides' frequencies), ``association`` (Cramér's V of every scored pair, both sides) and the row counts.
+
+    Numeric, date and timestamp columns get up to ``n_bins`` quantile bins fitted on the real data; other
+    columns keep their ``n_top`` most frequent real categories and pool the rest; nulls always get a bin of
+    their own. With ``targets``, only those columns are scored on their own and in triples, and pairs need
+    one of them (the others are context, e.g. a subject's attributes beside its event). At most
+    ``max_pairs`` pairs and ``max_triples`` triples are scored, drawn by ``seed``.
+    """
+    columns = _check_columns(real, synthetic, columns)
     if n_bins < 1 or n_top < 1:
         raise ValueError("n_bins and n_top must be positive")
+    targets = columns if targets is None else targets
+    if not set(targets) <= set(columns):
+        raise ValueError(f"targets {sorted(set(targets) - set(columns))} are not among the columns")
+    target_index = [columns.index(c) for c in targets]
 
     specs = _fit_bins(real, columns, n_bins, n_top)
-    pairs = list(itertools.combinations(range(len(columns)), 2))
-    if max_pairs is not None and len(pairs) > max_pairs:
-        pairs = sorted(random.Random(seed).sample(pairs, max_pairs))
-    real_counts = _count_bins(real, specs, pairs)
-    syn_counts = _count_bins(synthetic, specs, pairs)
+    pairs, triples = select_marginals(len(columns), target_index, max_pairs, max_triples, seed)
+    marginals: list[tuple[int, ...]] = [(i,) for i in target_index] + pairs + triples
+    real_counts, syn_counts = _count_marginals(real, synthetic, specs, marginals)
     for side, counts in (("real", real_counts), ("synthetic", syn_counts)):
         if not counts[0]:
             raise ValueError(f"the {side} data has no rows")
+    n_real, n_syn = sum(real_counts[0].values()), sum(syn_counts[0].values())
 
-    n = len(columns)
-    per_column = {c: _accuracy(real_counts[i], syn_counts[i]) for i, c in enumerate(columns)}
-    per_pair = {
-        f"{columns[i]}|{columns[j]}": _accuracy(real_counts[n + p], syn_counts[n + p])
-        for p, (i, j) in enumerate(pairs)
-    }
+    def name(marginal: tuple[int, ...]) -> str:
+        return "|".join(columns[i] for i in marginal)
+
+    scored = {name(m): (_accuracy(r, s), expected_accuracy(r, n_syn))
+              for m, r, s in zip(marginals, real_counts, syn_counts, strict=True)}
+    per_column = {columns[i]: scored[columns[i]][0] for i in target_index}
+    per_pair = {name(p): scored[name(p)][0] for p in pairs}
+    per_triple = {name(t): scored[name(t)][0] for t in triples}
+
+    def mean(group: list[tuple[int, ...]], which: int) -> float:
+        return float(np.mean([scored[name(m)][which] for m in group])) if group else math.nan
+
+    groups = {"univariate": [(i,) for i in target_index], "bivariate": pairs, "trivariate": triples}
+    figures = {key: mean(group, 0) for key, group in groups.items()}
+    expected = {key: mean(group, 1) for key, group in groups.items()}
+    present = [v for v in figures.values() if not math.isnan(v)]
+    expected_present = [v for v in expected.values() if not math.isnan(v)]
+    position = {m: k for k, m in enumerate(marginals)}
     return {
-        "univariate": float(np.mean(list(per_column.values()))),
-        "bivariate": float(np.mean(list(per_pair.values()))) if per_pair else math.nan,
+        **figures,
+        "overall": float(np.mean(present)),
+        "expected": {**expected, "overall": float(np.mean(expected_present))},
         "per_column": per_column,
         "per_pair": per_pair,
+        "per_triple": per_triple,
+        "distributions": {
+            columns[i]: _distribution(specs[i], real_counts[position[(i,)]], syn_counts[position[(i,)]])
+            for i in target_index
+        },
+        "association": {
+            name(p): (cramers_v(real_counts[position[p]]), cramers_v(syn_counts[position[p]])) for p in pairs
+        },
+        "rows": {"real": n_real, "synthetic": n_syn},
     }
+
+
+def cramers_v(counts: dict[tuple[int, int], int]) -> float:
+    """Cramér's V of a two-way table given as counts: 0 independent, 1 one column determines the other."""
+    rows = sorted({a for a, _ in counts})
+    cols = sorted({b for _, b in counts})
+    if len(rows) < 2 or len(cols) < 2:
+        return 0.0
+    table = np.zeros((len(rows), len(cols)))
+    for (a, b), n in counts.items():
+        table[rows.index(a), cols.index(b)] = n
+    total = table.sum()
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / total
+    chi2 = float(np.sum((table - expected) ** 2 / expected))
+    return float(np.sqrt(chi2 / (total * (min(table.shape) - 1))))
+
+
+def _distribution(spec: _ColumnBins, real: dict, synthetic: dict) -> dict:
+    """One column's bins in display order with readable labels and both sides' frequencies."""
+    codes = sorted(set(real) | set(synthetic), key=lambda c: (c[0] < 0, -c[0] if c[0] < 0 else c[0]))
+    n_real, n_syn = sum(real.values()), sum(synthetic.values())
+    return {
+        "kind": spec.kind,
+        "labels": [bin_label(spec, code[0]) for code in codes],
+        "real": [real.get(c, 0) / n_real for c in codes],
+        "synthetic": [synthetic.get(c, 0) / n_syn for c in codes],
+    }
+
+
+def bin_label(spec: _ColumnBins, code: int) -> str:
+    """A bin as a reader sees it: the category, or the value range between quantile edges."""
+    if code == NA_BIN:
+        return "(null)"
+    if code == OTHER_BIN:
+        return "(other)"
+    if code == EMPTY_BIN:
+        return "(empty)"
+    if spec.kind == "categorical":
+        return spec.categories[code]
+    edges = [_edge_text(spec, e) for e in spec.edges]
+    if not edges:
+        return "all"
+    if code == 0:
+        return f"< {edges[0]}"
+    if code >= len(edges):
+        return f"≥ {edges[-1]}"
+    return f"{edges[code - 1]} – {edges[code]}"
+
+
+def _edge_text(spec: _ColumnBins, edge: float) -> str:
+    if spec.kind == "temporal":
+        import datetime as dt
+
+        moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=edge)
+        return moment.date().isoformat() if moment.time() == dt.time() else moment.isoformat(sep=" ")
+    return f"{edge:g}"
 
 
 def format_summary(summary: dict) -> str:
     """A few lines for logs and the CLI: the overall figures and where the synthetic data is weakest."""
-    lines = [f"accuracy  univariate {summary['univariate']:.4f}  bivariate {summary['bivariate']:.4f}"]
+    figures = [f"{key} {summary[key]:.4f}" for key in ("univariate", "bivariate", "trivariate")
+               if not math.isnan(summary[key])]
+    lines = [f"accuracy  {'  '.join(figures)}  (a same-size holdout: {summary['expected']['overall']:.4f})"]
     weakest = sorted(summary["per_column"].items(), key=lambda kv: kv[1])[:3]
     if weakest:
         lines.append("weakest columns: " + ", ".join(f"{c} {a:.4f}" for c, a in weakest))

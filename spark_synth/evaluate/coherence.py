@@ -184,7 +184,8 @@ def _count_codes(
         _SIDE, *[_bin_code(_aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
     )
     n = len(specs)
-    counts = binned.select(_SIDE, F.explode(F.array(*marginal_entries(n, pairs))).alias("e")).groupBy(_SIDE, "e.k", "e.a", "e.b")
+    marginals: list[tuple[int, ...]] = [(i,) for i in range(n)] + list(pairs)
+    counts = binned.select(_SIDE, F.explode(F.array(*marginal_entries(marginals))).alias("e")).groupBy(_SIDE, "e.k", "e.a", "e.b")
     out: list[dict[int, dict[tuple[int, int], int]]] = [
         {k: {} for k in range(n + len(pairs))} for _ in range(2)
     ]
@@ -527,6 +528,7 @@ def coherence_summary(
         },
         "length_real": length_real,
         "length_synthetic": length_syn,
+        "length_histograms": {"real": listed[0], "synthetic": listed[1]},
         "orphan_events": orphans,
     }
 

@@ -210,3 +210,32 @@ def test_mlflow_pyfunc_returns_events_with_their_subjects(trained_log, mlflow_st
     assert rows.id.nunique() == 40  # subjects without events keep one row
     assert {"country", "birthDate", "event.year", "event.team"} <= set(rows.columns)
     assert (rows.dropna(subset=["event.year"]).groupby("id")["event.year"].diff().dropna() >= 0).all()
+
+
+def test_training_run_holds_the_evaluation(trained_log, mlflow_store) -> None:
+    run_id = json.loads((trained_log.model_dir / "meta.json").read_text())["mlflow_run_id"]
+    client = mlflow_store.client()
+    metrics = client.get_run(run_id).data.metrics
+    for name in ("eval_accuracy_overall", "eval_subject_accuracy_overall", "eval_coherence", "eval_sequence_length",
+                 "eval_dcr_share", "eval_membership_auc"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    assert "evaluation/report.html" in {a.path for a in client.list_artifacts(run_id, "evaluation")}
+
+
+def test_evaluate_two_table_form(generated, trained_log, tmp_path, capsys) -> None:
+    subjects, events = generated
+    synthetic = write_log(tmp_path / "synthetic", subjects, events)
+    players = pd.read_parquet(BASEBALL / "players_holdout.parquet").sample(400, random_state=0)
+    batting = pd.read_parquet(BASEBALL / "batting_holdout.parquet")
+    holdout = write_log(tmp_path / "holdout", players, batting[batting.players_id.isin(players.id)])
+    report = tmp_path / "log-report.html"
+    argv = ["evaluate", "--subject-key", "id", "--foreign-key", "players_id", "--order-by", "year",
+            "--target", "bats", "--report", str(report), "--no-mlflow", "--no-progress"]
+    for side, data in (("synthetic", synthetic), ("training", trained_log.data), ("holdout", holdout)):
+        argv += [f"--{side}-subjects", str(data.subjects), f"--{side}-events", str(data.events)]
+    assert cli.run(argv) == 0
+    figures = dict(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  "))
+    assert 0.5 < float(figures["coherence"]) <= 1.0 and 0.5 < float(figures["sequence_length"]) <= 1.0
+    assert 0.3 < float(figures["membership_auc"]) < 0.7 and "utility_tstr" in figures
+    html = report.read_text()
+    assert "Sequences" in html and html.count("data:image/png;base64,") >= 7  # both tables, lengths, privacy, utility

@@ -60,8 +60,10 @@ def test_run_has_per_epoch_and_quality_metrics(trained_generator) -> None:
     assert min(val_losses) <= metrics["best_val_loss"] <= min(val_losses) + 1e-4
     assert 1 <= metrics["best_epoch"] <= epochs
 
-    assert 0.0 < metrics["quality_univariate"] <= 1.0
-    assert 0.0 < metrics["quality_bivariate"] <= 1.0
+    for name in ("eval_accuracy_univariate", "eval_accuracy_bivariate", "eval_accuracy_trivariate", "eval_dcr_share",
+                 "eval_membership_auc", "eval_accuracy_expected_overall"):
+        assert 0.0 < metrics[name] <= 1.0, name
+    assert "evaluation/report.html" in {a.path for a in client.list_artifacts(trained_generator.run_id, "evaluation")}
     assert metrics["total_seconds"] >= metrics["train_seconds"] > 0
 
 

@@ -99,7 +99,7 @@ def test_config_file_gives_same_settings_and_flags_win(
     assert run.data.params["max_minutes"] == "0.1"  # the flag won over the file's 0.5
     assert run.data.params["quality_rows"] == "0"  # the file's value where no flag was given
     assert run.data.params["model_dir"] == str(from_flag)
-    assert "quality_univariate" not in run.data.metrics
+    assert "eval_accuracy_univariate" not in run.data.metrics
 
     # generate: the file's seed and format, the flags' rows and output.
     file_out, flag_out = tmp_path / "gen-from-file", tmp_path / "gen-from-flag"

@@ -1,0 +1,39 @@
+"""The evaluation stage at the end of training: fresh synthetic data against the training split and the
+validation split (the holdout the weights never saw), logged into the training's MLflow run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_synth import tracking
+from spark_synth.config import EvaluateConfig, TrainConfig
+from spark_synth.evaluate.evaluation import evaluate, summary_json
+from spark_synth.evaluate.stage import write_atomically
+
+MIN_HOLDOUT = 100  # rows (subjects) below which the validation split is too small to audit against
+
+
+def evaluate_after_training(spark: SparkSession, config: TrainConfig, frames: dict[str, DataFrame],
+                            n_holdout: int, privacy: dict | None, **keys: Any) -> dict[str, float]:
+    """Score ``frames`` (flat: synthetic, training, holdout; log: ``{side}_subjects``/``{side}_events``),
+    print the headline, log every figure and the HTML report to the active MLflow run; the headline back."""
+    if n_holdout < MIN_HOLDOUT:
+        print(f"evaluation skipped: the validation split is too small (under {MIN_HOLDOUT} rows or subjects) to "
+              "compare against; evaluate with `spark-synth evaluate` and a larger holdout")
+        return {}
+    settings = EvaluateConfig(**frames, **keys, target=config.target, mlflow=False, progress=config.progress,
+                              seed=config.seed)
+    evaluation = evaluate(settings, spark, privacy)
+    tracking.log_evaluation(evaluation.headline, evaluation.html, summary_json(evaluation.result))
+    if config.report:
+        write_atomically(config.report, evaluation.html)
+        print(f"evaluation report written to {config.report}")
+    print(format_headline(evaluation.headline))
+    return evaluation.headline
+
+
+def format_headline(headline: dict[str, float]) -> str:
+    """The headline figures as aligned lines, the most read ones first."""
+    return "\n".join(f"  {name:<36} {value:.4f}" for name, value in headline.items())

@@ -1,0 +1,92 @@
+"""`spark-synth evaluate`: run the evaluation, write the HTML report, log it to MLflow.
+
+With ``--model`` the figures join the generator's own MLflow run (and its DP epsilon joins the report);
+without it they get a run of their own in the experiment.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from spark_synth import tracking
+from spark_synth.config import EvaluateConfig
+from spark_synth.errors import SynthError
+from spark_synth.evaluate.evaluation import Evaluation, evaluate, summary_json
+
+
+@dataclass
+class EvaluateOutcome:
+    evaluation: Evaluation
+    report: str | None
+    run_id: str | None
+
+
+def run_evaluation(config: EvaluateConfig, spark: SparkSession | None = None) -> EvaluateOutcome:
+    """Evaluate, then deliver: the report file (written whole or not at all) and the MLflow run."""
+    if config.report:
+        check_report_path(config.report)
+    privacy, run_id = None, None
+    if config.mlflow:
+        tracking.configure(config.tracking_uri)
+        if not config.model:
+            tracking.check_experiment(config.experiment)
+    if config.model:
+        meta = getattr(tracking.load_generator(config.model, config.tracking_uri), "meta", {}) or {}
+        privacy, run_id = meta.get("privacy"), meta.get("mlflow_run_id")
+    evaluation = evaluate(config, spark, privacy)
+    if config.report:
+        write_atomically(config.report, evaluation.html)
+    if config.mlflow:
+        run_id = _log(config, evaluation, run_id)
+    return EvaluateOutcome(evaluation, config.report, run_id)
+
+
+def check_report_path(path: str) -> None:
+    if not path.lower().endswith((".html", ".htm")):
+        raise SynthError(f"--report {path} is not an .html file name.", "Pass a path ending in .html.")
+    if os.path.isdir(path):
+        raise SynthError(f"--report {path} is a directory.", "Pass a file path ending in .html.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SynthError(f"the folder of --report {path} does not exist.", f"Create {folder} first.")
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write beside the target, then rename: a reader never sees half a report."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from other readers
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _log(config: EvaluateConfig, evaluation: Evaluation, run_id: str | None) -> str:
+    import mlflow
+
+    summary = summary_json(evaluation.result)
+    if run_id is not None:
+        try:
+            with mlflow.start_run(run_id=run_id):
+                tracking.log_evaluation(evaluation.headline, evaluation.html, summary)
+            return run_id
+        except mlflow.exceptions.MlflowException as exc:
+            print(f"note: the generator's MLflow run {run_id} is not in this tracking store ({str(exc)[:120]}); "
+                  "logging the evaluation to a new run")
+    mlflow.set_experiment(config.experiment)
+    with mlflow.start_run(run_name="evaluate") as run:
+        mlflow.log_params({"evaluated": "event log" if config.is_log else "flat table",
+                           "target": config.target or "", "model": config.model or ""})
+        tracking.log_evaluation(evaluation.headline, evaluation.html, summary)
+    return run.info.run_id
