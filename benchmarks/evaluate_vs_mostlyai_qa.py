@@ -81,16 +81,6 @@ def compare(name: str, mine: dict, qa: dict, keys: list[str]) -> list[list[objec
     return rows
 
 
-def perturbed(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
-    """Each value replaced, with probability ``share``, by the same column's value in a random row."""
-    rng = np.random.default_rng(seed)
-    out = frame.copy()
-    for column in out.columns:
-        rows = rng.random(len(out)) < share
-        out.loc[rows, column] = frame[column].to_numpy()[rng.integers(0, len(frame), int(rows.sum()))]
-    return out
-
-
 def screenshot(report: str, png: str) -> dict:
     """Render the report in headless Chromium; count pixels in the synthetic bars' colour."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -117,6 +107,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
+    from spark_synth.evaluate.membership import planted_leak
     from spark_synth.spark import get_spark
 
     host = machine()
@@ -143,7 +134,7 @@ def main() -> None:
             train = pd.read_parquet(paths["train"])
             holdout = pd.read_parquet(paths["holdout"]).sample(frac=1, random_state=0)
             leaky, half_a, half_b = (os.path.join(work, f) for f in ("leaky.parquet", "hol_a.parquet", "hol_b.parquet"))
-            perturbed(train, 0.1, seed=0).to_parquet(leaky, index=False)
+            planted_leak(train, 0.1, seed=0).to_parquet(leaky, index=False)
             holdout.iloc[: len(holdout) // 2].to_parquet(half_a, index=False)
             holdout.iloc[len(holdout) // 2:].to_parquet(half_b, index=False)
             audits = {}

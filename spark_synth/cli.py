@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--experiment", help="MLflow experiment (without --model)")
     evaluate.add_argument("--tracking-uri", dest="tracking_uri")
     evaluate.add_argument("--no-mlflow", dest="mlflow", action="store_const", const=False)
+    evaluate.add_argument("--distance-rows", dest="distance_rows", type=int, help="rows per side for DCR (20000)")
+    evaluate.add_argument("--audit-rows", dest="audit_rows", type=int,
+                          help="members (and non-members) in the membership audit (5000)")
+    evaluate.add_argument("--utility-rows", dest="utility_rows", type=int, help="rows per model in TSTR (50000)")
+    evaluate.add_argument("--max-triples", dest="max_triples", type=int,
+                          help="column triples scored for trivariate accuracy (100)")
     evaluate.add_argument("--seed", type=int)
     evaluate.add_argument("--master")
     evaluate.add_argument("--no-progress", dest="progress", action="store_const", const=False)

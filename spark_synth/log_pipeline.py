@@ -23,7 +23,7 @@ from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, start_training
+from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, check_target, start_training
 from spark_synth.schema import quoted
 from spark_synth.sequences import PreparedLog, prepare_log, read_log
 from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
@@ -39,6 +39,7 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
     started = time.monotonic()
     tracking_uri = start_training(config)
     source = read_log(spark, config)
+    check_target(config, [c for c in source.subjects.columns if c != config.subject_key], "the subject columns")
     work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
     try:
         prepared = prepare_log(config, source, work_dir)

@@ -130,6 +130,7 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
     """Read, plan, analyze (protected stats), split and encode; the codes come back as tensors."""
     source = read_table(spark, config.data, config.format)
     df, plans = normalize(source, plan_columns(source.schema, config.columns))
+    check_target(config, [p.name for p in plans], "the table's modelled columns")
     source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
     release = None
     if config.private:  # the budget is checked before any other work; the statistics are its first spend
@@ -216,6 +217,13 @@ def start_training(config: TrainConfig) -> str:
     tracking.check_experiment(config.experiment)
     tracking.check_model_name(config.registered_model)
     return tracking_uri
+
+
+def check_target(config: TrainConfig, columns: list[str], where: str) -> None:
+    """The utility test's target must be a modelled column: refused before training, not after it."""
+    if config.target is not None and config.target not in columns:
+        raise SynthError(f"--target {config.target!r} is not among {where} {columns}.",
+                         "Pass one of them (for an event log: a subject column), or leave --target out.")
 
 
 def _check_model_dir(config: TrainConfig) -> None:

@@ -162,10 +162,11 @@ def load_generator(model: str, tracking_uri: str | None = None) -> Generator | L
         shutil.rmtree(target, ignore_errors=True)
 
 
-def log_evaluation(headline: dict[str, float], html: str, summary: dict[str, Any]) -> None:
-    """Into the active run: every headline figure as an ``eval_`` metric, the report and the full figures."""
+def log_evaluation(headline: dict[str, float], html: str, summary: dict[str, Any], folder: str = "evaluation") -> None:
+    """Into the active run: every headline figure as an ``eval_`` metric (a later evaluation adds a point
+    to each metric's history), the report and the full figures under ``folder``."""
     import mlflow
 
     mlflow.log_metrics({f"eval_{k}": v for k, v in headline.items()})
-    mlflow.log_text(html, "evaluation/report.html")
-    mlflow.log_dict(summary, "evaluation/evaluation.json")
+    mlflow.log_text(html, f"{folder}/report.html")
+    mlflow.log_dict(summary, f"{folder}/evaluation.json")

@@ -36,4 +36,7 @@ def evaluate_after_training(spark: SparkSession, config: TrainConfig, frames: di
 
 def format_headline(headline: dict[str, float]) -> str:
     """The headline figures as aligned lines, the most read ones first."""
-    return "\n".join(f"  {name:<36} {value:.4f}" for name, value in headline.items())
+    def number(value: float) -> str:
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.2e}"  # delta is ~1e-5
+
+    return "\n".join(f"  {name:<36} {number(value)}" for name, value in headline.items())

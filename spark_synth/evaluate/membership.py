@@ -19,6 +19,7 @@ variance. Spark-free: the caller passes encoded samples.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm, rankdata
 
 from spark_synth.evaluate.distances import closest
@@ -65,3 +66,15 @@ def membership_audit(
         "members": len(members), "non_members": len(non_members), "reference": len(reference),
         "synthetic": len(synthetic), "roc": roc,
     }
+
+
+def planted_leak(training: pd.DataFrame, share: float, seed: int = 0) -> pd.DataFrame:
+    """A deliberately leaky "synthetic" table: the training rows, each value replaced with probability
+    ``share`` by the same column's value in a random row. What the audit must flag; useful to calibrate it
+    on one's own data."""
+    rng = np.random.default_rng(seed)
+    out = training.copy()
+    for column in out.columns:
+        rows = rng.random(len(out)) < share
+        out.loc[rows, column] = training[column].to_numpy()[rng.integers(0, len(training), int(rows.sum()))]
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -78,8 +79,9 @@ def _log(config: EvaluateConfig, evaluation: Evaluation, run_id: str | None) -> 
     summary = summary_json(evaluation.result)
     if run_id is not None:
         try:
-            with mlflow.start_run(run_id=run_id):
-                tracking.log_evaluation(evaluation.headline, evaluation.html, summary)
+            with mlflow.start_run(run_id=run_id):  # beside the after-training evaluation, not over it
+                stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+                tracking.log_evaluation(evaluation.headline, evaluation.html, summary, f"evaluation-{stamp}")
             return run_id
         except mlflow.exceptions.MlflowException as exc:
             print(f"note: the generator's MLflow run {run_id} is not in this tracking store ({str(exc)[:120]}); "

@@ -236,3 +236,18 @@ def test_model_dir_holding_other_files(spark, tmp_path: Path, census_file: Path,
     (model_dir / "notes.txt").write_text("someone's work")
     assert_rejected(train_argv(census_file, model_dir, mlflow_store), capsys, digest, [tmp_path],
                     names=[str(model_dir)], fix=["--model-dir"])
+
+
+def test_unknown_target_is_refused_before_training(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys,
+                                                   digest) -> None:
+    """A typo in --target must not cost a whole training run (the utility test runs at its end)."""
+    model_dir = tmp_path / "generator"
+    assert_rejected(train_argv(census_file, model_dir, mlflow_store, "--target", "incme"), capsys, digest,
+                    [tmp_path], names=["incme", "income"], fix=["--target"])
+    assert not model_dir.exists()
+
+
+def test_train_report_path_that_is_not_html(spark, tmp_path: Path, census_file: Path, mlflow_store, capsys,
+                                            digest) -> None:
+    assert_rejected(train_argv(census_file, tmp_path / "generator", mlflow_store, "--report", str(tmp_path / "r.txt")),
+                    capsys, digest, [tmp_path], names=["r.txt"], fix=[".html"])

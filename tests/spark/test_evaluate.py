@@ -13,19 +13,10 @@ import pytest
 from spark_synth import cli
 from spark_synth.config import EvaluateConfig
 from spark_synth.evaluate.matches import identical_shares
+from spark_synth.evaluate.membership import planted_leak
 from spark_synth.evaluate.stage import run_evaluation
 
 HOLDOUT = Path(__file__).resolve().parents[3] / "shared" / "data" / "census" / "census_holdout.parquet"
-
-
-def perturbed(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
-    """Each value replaced, with probability ``share``, by the same column's value in a random row."""
-    rng = np.random.default_rng(seed)
-    out = frame.copy()
-    for column in out.columns:
-        rows = rng.random(len(out)) < share
-        out.loc[rows, column] = frame[column].to_numpy()[rng.integers(0, len(frame), int(rows.sum()))]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +27,7 @@ def files(tmp_path_factory, census_parquet, census_sample) -> dict[str, Path]:
     holdout.iloc[:600].to_parquet(paths["half_a"], index=False)
     holdout.iloc[600:].to_parquet(paths["half_b"], index=False)
     holdout.to_parquet(paths["holdout"], index=False)
-    perturbed(census_sample, 0.1, seed=0).to_parquet(paths["leaky"], index=False)
+    planted_leak(census_sample, 0.1, seed=0).to_parquet(paths["leaky"], index=False)
     with_ids = {}
     for name, frame, start in (("training", census_sample, 0), ("half_a", holdout.iloc[:600], 10_000),
                                ("half_b", holdout.iloc[600:], 20_000)):  # unique keys, as a generator writes
@@ -100,8 +91,11 @@ def test_model_option_logs_into_the_generators_run(files, trained_generator, tmp
     assert cli.run(["evaluate", "--synthetic", str(synthetic), "--training", str(files["training"]),
                     "--holdout", str(files["holdout"]), "--model", str(trained_generator.model_dir),
                     "--tracking-uri", trained_generator.store.uri, "--no-progress"]) == 0
-    history = trained_generator.store.client().get_metric_history(trained_generator.run_id, "eval_dcr_share")
+    client = trained_generator.store.client()
+    history = client.get_metric_history(trained_generator.run_id, "eval_dcr_share")
     assert len(history) == 2  # after training, and now
+    folders = {a.path for a in client.list_artifacts(trained_generator.run_id) if a.path.startswith("evaluation")}
+    assert "evaluation" in folders and len(folders) == 2  # the after-training report is kept
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,12 @@ def test_report_escapes_names_from_the_data() -> None:
 
     html = _table(["column", "accuracy"], [["<script>alert(1)</script>", 0.5]])
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_planted_leak_changes_about_the_asked_share_of_values() -> None:
+    from spark_synth.evaluate.membership import planted_leak
+
+    frame = pd.DataFrame({"x": np.arange(5_000), "y": np.arange(5_000) * 2})
+    leaky = planted_leak(frame, 0.1, seed=0)
+    changed = (leaky != frame).to_numpy().mean()
+    assert 0.08 < changed < 0.12 and list(leaky.columns) == ["x", "y"] and frame["x"].is_monotonic_increasing
