@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=  # e.g. --index-url <your CPU wheel index> where PyPI's default torch is a CUDA build
 
-.PHONY: setup test demo lint bench-quality bench-generation bench-evaluate qa-venv clean
+.PHONY: setup test demo lint bench-quality bench-generation bench-evaluate qa-venv horovod clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-generation: setup
 bench-evaluate: setup qa-venv
 	$(BIN)/python benchmarks/evaluate_vs_mostlyai_qa.py --qa-python $(QA_VENV)/bin/python
 	$(BIN)/python benchmarks/evaluate_scale.py
+
+# Opt-in: Horovod (PyTorch + Gloo) for the data-parallel Horovod backend; the default install does not need it.
+horovod: setup
+	./tools/build-horovod.sh $(BIN)/pip
 
 clean:
 	rm -rf demo-output mlflow.db mlruns spark-warehouse .pytest_cache
