@@ -17,7 +17,7 @@ from spark_synth import dp, tracking
 from spark_synth.config import TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.after_training import evaluate_after_training
+from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
 from spark_synth.generate import generate_log_dataframes
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
@@ -196,13 +196,13 @@ def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
 def _evaluate(spark: SparkSession, generator: LogGenerator, prepared: PreparedLog, config: TrainConfig,
               n_validation: int, privacy: dict | None) -> dict[str, float]:
     """The evaluation stage on fresh synthetic subjects with their events, as many as the validation split."""
-    if not config.quality_rows:
+    if not should_evaluate(config, n_validation):
         return {}
     seq = generator.sequence
     key, fk = seq["subject_key"], seq["foreign_key"]
     subject_columns = [key, *(c.name for c in generator.subjects.codec.modelled)]
     event_columns = [f.name for f in generator.event_schema]
-    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, max(n_validation, 1)),
+    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, n_validation),
                                                seed=config.seed + 1)
     subjects, events = subjects.cache(), events.cache()  # generated once, then aggregated many times
     try:
@@ -212,7 +212,7 @@ def _evaluate(spark: SparkSession, generator: LogGenerator, prepared: PreparedLo
             ("training", "events", prepared.training_events, event_columns),
             ("holdout", "subjects", prepared.validation_subjects, subject_columns),
             ("holdout", "events", prepared.validation_events, event_columns))}
-        return evaluate_after_training(spark, config, frames, n_validation, privacy, subject_key=key, foreign_key=fk,
+        return evaluate_after_training(spark, config, frames, privacy, subject_key=key, foreign_key=fk,
                                        order_by=seq.get("order_by"))
     finally:
         subjects.unpersist()

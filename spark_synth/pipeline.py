@@ -20,7 +20,7 @@ from spark_synth.config import GenerateConfig, TrainConfig
 from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.after_training import evaluate_after_training
+from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
 from spark_synth.evaluate.stage import check_report_path
 from spark_synth.generate import generate_dataframe, generate_log_dataframes
 from spark_synth.generator import Generator
@@ -163,15 +163,15 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
 def _evaluate(spark: SparkSession, generator: Generator, prepared: _Prepared, config: TrainConfig,
               n_validation: int, privacy: dict | None) -> dict[str, float]:
     """The evaluation stage on fresh synthetic rows, as many as the validation split (up to quality_rows)."""
-    if not config.quality_rows:
+    if not should_evaluate(config, n_validation):
         return {}
     columns = [c.name for c in generator.codec.modelled]
-    synthetic = generate_dataframe(spark, generator, min(config.quality_rows, max(n_validation, 1)),
+    synthetic = generate_dataframe(spark, generator, min(config.quality_rows, n_validation),
                                    seed=config.seed + 1).select(*map(quoted, columns)).cache()  # generated once
     try:
         frames = {"synthetic": synthetic, "training": prepared.training.select(*map(quoted, columns)),
                   "holdout": prepared.validation.select(*map(quoted, columns))}
-        return evaluate_after_training(spark, config, frames, n_validation, privacy)
+        return evaluate_after_training(spark, config, frames, privacy)
     finally:
         synthetic.unpersist()
 

@@ -15,14 +15,22 @@ from spark_synth.evaluate.stage import write_atomically
 MIN_HOLDOUT = 100  # rows (subjects) below which the validation split is too small to audit against
 
 
-def evaluate_after_training(spark: SparkSession, config: TrainConfig, frames: dict[str, DataFrame],
-                            n_holdout: int, privacy: dict | None, **keys: Any) -> dict[str, float]:
-    """Score ``frames`` (flat: synthetic, training, holdout; log: ``{side}_subjects``/``{side}_events``),
-    print the headline, log every figure and the HTML report to the active MLflow run; the headline back."""
+def should_evaluate(config: TrainConfig, n_holdout: int) -> bool:
+    """Whether the stage runs: asked for (``quality_rows`` > 0) and a validation split large enough to audit
+    against; decided before any synthetic data is generated for it."""
+    if not config.quality_rows:
+        return False
     if n_holdout < MIN_HOLDOUT:
         print(f"evaluation skipped: the validation split is too small (under {MIN_HOLDOUT} rows or subjects) to "
               "compare against; evaluate with `spark-synth evaluate` and a larger holdout")
-        return {}
+        return False
+    return True
+
+
+def evaluate_after_training(spark: SparkSession, config: TrainConfig, frames: dict[str, DataFrame],
+                            privacy: dict | None, **keys: Any) -> dict[str, float]:
+    """Score ``frames`` (flat: synthetic, training, holdout; log: ``{side}_subjects``/``{side}_events``),
+    print the headline, log every figure and the HTML report to the active MLflow run; the headline back."""
     settings = EvaluateConfig(**frames, **keys, target=config.target, mlflow=False, progress=config.progress,
                               seed=config.seed)
     evaluation = evaluate(settings, spark, privacy)

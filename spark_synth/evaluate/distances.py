@@ -179,6 +179,8 @@ def distance_summary(
         dims = np.concatenate([np.arange(encoder.slices[c].start, encoder.slices[c].stop) for c in group])
         syn_trn, syn_hol = closest(trn[:, dims], syn[:, dims]), closest(hol[:, dims], syn[:, dims])
         share = dcr_share(syn_trn[:, 0], syn_hol[:, 0])
+        if best is None:  # the first group holds all columns
+            all_columns = share
         if best is None or share > best["share"]:
             trn_hol = closest(trn[:, dims], hol[:, dims])
             best = {"share": share, "columns": group, "syn_trn": syn_trn, "syn_hol": syn_hol, "trn_hol": trn_hol}
@@ -194,8 +196,7 @@ def distance_summary(
         "dcr_holdout": float(syn_hol[:, 0].mean()),
         "dcr_training_holdout": float(trn_hol[:, 0].mean()),
         "dcr_share": best["share"],
-        "dcr_share_all_columns": dcr_share(*(closest(d, syn)[:, 0] for d in (trn, hol))) if best["columns"] != list(
-            encoder.slices) else best["share"],
+        "dcr_share_all_columns": all_columns,
         "nndr_training": float(np.sort(nndr_trn)[tenth]),
         "nndr_holdout": float(np.sort(nndr_hol)[tenth]),
         "group": best["columns"],

@@ -303,12 +303,13 @@ def _evaluate_log(spark: SparkSession, config: EvaluateConfig, cached: list[Data
                                capped_counts, config, step,
                                audit_frames=(rows["synthetic"], rows["training"], rows["holdout"]),
                                audit_counts=row_counts)
-    lengths = {s: events[s].groupBy(F.col(fk).alias("__key")).agg(F.count(F.lit(1)).alias(EVENTS_COLUMN))
-               for s in events}
-    utility_frames = {s: subjects[s].join(lengths[s], subjects[s][key] == lengths[s]["__key"], "left")
-                      .drop("__key", key).fillna(0, [EVENTS_COLUMN]) for s in subjects}
-    utility = _utility(utility_frames.get("synthetic"), utility_frames.get("training"), utility_frames.get("holdout"),
-                       counts, config, step) if config.target else None
+    utility = None
+    if config.target:  # features: the other subject columns and the number of events
+        lengths = {s: events[s].groupBy(F.col(fk).alias("__key")).agg(F.count(F.lit(1)).alias(EVENTS_COLUMN))
+                   for s in events}
+        frames = {s: subjects[s].join(lengths[s], subjects[s][key] == lengths[s]["__key"], "left")
+                  .drop("__key", key).fillna(0, [EVENTS_COLUMN]) for s in subjects}
+        utility = _utility(frames["synthetic"], frames["training"], frames["holdout"], counts, config, step)
     return {"kind": "log", "title": "Synthetic event log quality report",
             "rows": {f"{s} subjects": counts[s] for s in counts} | {f"{s} events": event_counts[s] for s in event_counts},
             "accuracy": accuracy, "subject_accuracy": subject_accuracy, "coherence": coherence, **privacy,
