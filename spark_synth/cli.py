@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", help="MLflow experiment name")
     train.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: ./mlflow.db)")
     train.add_argument("--master", help="Spark master (default: the session's, else local[*])")
+    train.add_argument("--backend", choices=["local", "torch-distributor", "horovod"],
+                       help="where training runs: in the driver (default), or data-parallel on Spark executors")
+    train.add_argument("--num-processes", dest="num_processes", type=int,
+                       help="data-parallel training processes (one per GPU with --use-gpu)")
+    train.add_argument("--use-gpu", dest="use_gpu", action="store_const", const=True, help="train on CUDA devices")
+    train.add_argument("--checkpoint-dir", dest="checkpoint_dir",
+                       help="checkpoint here (storage every worker sees); rerunning after a failure resumes")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
     generate = commands.add_parser("generate", help="write synthetic rows with a trained generator")

@@ -59,6 +59,12 @@ class TrainConfig(_Strict):
     # differential privacy: one (epsilon, delta) budget for statistics and weights; None trains without DP
     max_epsilon: float | None = Field(None, description="total privacy budget; enables DP")
     delta: float | None = Field(None, description="DP delta; default min(1e-5, 0.1 / number of rows or subjects)")
+    # data-parallel training: the same model and DP guarantee on several processes (Spark executors, GPUs)
+    backend: Literal["local", "torch-distributor", "horovod"] = "local"
+    num_processes: int = Field(1, gt=0, description="training processes (with use_gpu: one per GPU)")
+    use_gpu: bool = False
+    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA (training without DP)")
+    checkpoint_dir: str | None = Field(None, description="keep checkpoints here; a rerun after a failure resumes")
 
     @model_validator(mode="after")
     def _privacy_budget(self) -> TrainConfig:

@@ -29,7 +29,7 @@ from spark_synth.privacy.histograms import noise_std, selection_threshold
 from spark_synth.private_stats import partitions_per_subject
 from spark_synth.schema import ColumnPlan
 from spark_synth.train.data import Samples
-from spark_synth.train.loop import TrainSettings
+from spark_synth.train.loop import Placement, TrainSettings
 from spark_synth.train.private import PrivateSteps, dp_batch_size, fit_private, planned_steps
 
 ACCOUNTANT = "Opacus RDP accountant (statistics and DP-SGD composed)"
@@ -84,29 +84,37 @@ class PrivateModel:
     max_epochs: int
     batch_size: int | None = None  # None: sized by dp_batch_size
     length_weights: list[float] | None = None  # event models: length distribution for the timing probe
+    total_samples: int | None = None  # across all ranks; None: this process holds them all
+
+    @property
+    def n_samples(self) -> int:
+        return self.total_samples if self.total_samples is not None else len(self.samples)
 
     @property
     def expected_batch(self) -> int:
-        size = self.batch_size or dp_batch_size(len(self.samples), sequences=self.length_weights is not None)
-        return max(1, min(size, len(self.samples)))
+        size = self.batch_size or dp_batch_size(self.n_samples, sequences=self.length_weights is not None)
+        return max(1, min(size, self.n_samples))
 
 
-def plan_training(release: StatsRelease, models: list[PrivateModel], minutes: float) -> list[PrivateSteps]:
+def plan_training(release: StatsRelease, models: list[PrivateModel], minutes: float,
+                  placement: Placement | None = None) -> list[PrivateSteps]:
     """Steps and sample rate per model (trained one after the other within ``minutes``), and one noise
-    multiplier for all that spends the rest of the budget."""
+    multiplier for all that spends the rest of the budget. Across ranks, every rank plans the same."""
     phases = []
     for m in models:
-        rate = m.expected_batch / len(m.samples)
+        rate = m.expected_batch / m.n_samples
         budget = minutes if m.minutes is None else min(m.minutes, minutes)
-        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.length_weights)
+        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.length_weights,
+                                        placement)
         m.minutes, minutes = budget, max(minutes - expected, 0.05)
         phases.append((rate, steps))
     noise = sgd_noise(release.budget, release.noise_multiplier, phases)
     return [PrivateSteps(noise, rate, steps) for rate, steps in phases]
 
 
-def train_private(m: PrivateModel, plan: PrivateSteps, settings: TrainSettings, release: StatsRelease, on_epoch=None):
-    return fit_private(m.model, m.samples, settings, plan, release.budget.rdp_delta, on_epoch)
+def train_private(m: PrivateModel, plan: PrivateSteps, settings: TrainSettings, release: StatsRelease, on_epoch=None,
+                  placement: Placement | None = None):
+    return fit_private(m.model, m.samples, settings, plan, release.budget.rdp_delta, on_epoch, placement)
 
 
 def privacy_report(release: StatsRelease, runs: list[PrivateSteps]) -> dict[str, Any]:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_synth import dp, tracking
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import GenerateConfig, TrainConfig
-from spark_synth.encode import encode_to_shards
+from spark_synth.distributed import check_backend, launch, threads_per_process
+from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
@@ -32,11 +31,14 @@ from spark_synth.private_stats import private_statistics
 from spark_synth.schema import plan_columns, quoted
 from spark_synth.spark import get_spark
 from spark_synth.split import with_split
-from spark_synth.train.data import SPLIT_COLUMN, FlatSamples, load_codes
-from spark_synth.train.loop import TrainSettings, fit
+from spark_synth.train.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
+from spark_synth.train.loop import TrainSettings
+from spark_synth.train.rank import PrivateSpec, RankJob
+from spark_synth.workspace import Workspace
 
 FLAT_CHUNK = 100_000  # rows per chunk of a flat table
 LOG_CHUNK = 10_240  # subjects per chunk of an event log (~10 events each): whole sampler sub-batches
+SHARDS_PER_PROCESS = 4  # encoded files per training process: ranks get near-equal rows from whole files
 PRIVATE_DROPOUT = 0.1  # DP noise already regularises; heavy dropout only slows learning under it
 
 
@@ -54,45 +56,65 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     """Train a generator on ``config.data`` (or an event log) and track it in MLflow; the source is only read."""
     spark = spark or get_spark(config.master)
     if config.is_log:
+        if config.backend != "local":
+            raise SynthError(f"--backend {config.backend} trains flat tables; event logs train in one process for now.",
+                             "Leave out --backend (or use --backend local) for an event log.")
         from spark_synth.log_pipeline import train_log
 
         return train_log(config, spark)
     started = time.monotonic()
     tracking_uri = start_training(config)
-    prepared = _prepare(config, spark)
-    codec, train_codes, val_codes = prepared.codec, prepared.train_codes, prepared.val_codes
+    check_backend(spark, config.backend, config.num_processes, config.use_gpu)
+    workspace = Workspace(config)
+    succeeded = False
+    try:
+        outcome = _train_flat(config, spark, workspace, tracking_uri, started)
+        succeeded = True
+        return outcome
+    finally:
+        workspace.close(succeeded)
 
-    release = prepared.release
-    torch.manual_seed(config.seed)
+
+def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, tracking_uri: str,
+                started: float) -> TrainOutcome:
+    prepared = _prepare(config, spark, workspace)
+    codec, release = prepared.codec, prepared.release
     # under DP, sizes come from the noisy row count and every code the statistics released stays allowed
-    n_rows = prepared.stats["n_rows"] if release else len(train_codes)
+    n_rows = prepared.stats["n_rows"] if release else prepared.train_rows
     model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
                                hidden=config.hidden or _auto_hidden(n_rows),
                                dropout=config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT))
-    model = FlatARGN(model_config)
-    if not release:
-        model.set_seen_codes(torch.cat([train_codes, val_codes]))
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
-    params = config.model_dump(exclude={"data", "tracking_uri", "columns"})
-    params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),"data": config.data if isinstance(config.data, str) else "DataFrame",
+    params = config.model_dump(exclude={"data", "tracking_uri", "columns", "checkpoint_dir", "work_dir"})
+    params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
+               "data": config.data if isinstance(config.data, str) else "DataFrame",
                "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns), "hidden": model_config.hidden}
-    params |= {"rows_noisy": n_rows} if release else {"train_rows": len(train_codes), "validation_rows": len(val_codes)}
+    params |= {"rows_noisy": n_rows} if release else {"train_rows": prepared.train_rows,
+                                                      "validation_rows": prepared.validation_rows}
     with tracking.training_run(config.experiment, params) as run:
-        privacy = None
+        job = RankJob(config.backend, assign_shards(prepared.files, config.num_processes), prepared.fields,
+                      model_config.to_dict(), settings, workspace.rank_output(), workspace.fingerprint,
+                      workspace.checkpoints, config.use_gpu, config.mixed_precision,
+                      threads_per_process(spark, config.backend),
+                      PrivateSpec(release, config.batch_size, config.max_epochs) if release else None)
+        in_driver = config.backend == "local"
+        trained = launch(spark, job, config.num_processes, on_epoch=tracking.log_epoch if in_driver else None)
+        if not in_driver:  # workers cannot reach a local MLflow store: their epochs are logged afterwards
+            for record in trained.result.history:
+                tracking.log_epoch(record["epoch"], record)
+        model = FlatARGN(model_config)
+        model.load_state_dict(trained.state)
+        result, privacy = trained.result, None
         if release:
-            private = dp.PrivateModel(model, FlatSamples(train_codes), config.max_minutes, config.max_epochs,
-                                      config.batch_size)
-            plan = dp.plan_training(release, [private], config.max_minutes)[0]
-            result, done = dp.train_private(private, plan, settings, release, on_epoch=tracking.log_epoch)
             model.forbid_codes(codec.unreleased_codes())
-            privacy = dp.privacy_report(release, [done])
-        else:
-            result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), settings, on_epoch=tracking.log_epoch)
+            privacy = dp.privacy_report(release, [trained.private_steps])
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
-                "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id}
+                "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id,
+                "backend": config.backend, "num_processes": config.num_processes,
+                "devices": sorted({r["device"] for r in trained.ranks})}
         if privacy:
             meta["privacy"] = privacy
             print(dp.format_privacy(privacy))
@@ -104,7 +126,7 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
                 metrics |= dp.privacy_metrics(privacy, [""])
             else:
                 metrics |= {"best_epoch": float(result.best_epoch), "best_val_loss": result.best_val_loss}
-            quality = _evaluate(spark, generator, prepared, config, len(val_codes), privacy)
+            quality = _evaluate(spark, generator, prepared, config, trained.validation_rows, privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
@@ -121,13 +143,18 @@ class _Prepared:
     codec: TableCodec
     training: DataFrame
     validation: DataFrame
-    train_codes: torch.Tensor
-    val_codes: torch.Tensor
+    files: list[str]  # the encoded shards, split among the ranks
+    fields: list[str]
+    train_rows: int
+    validation_rows: int
     release: dp.StatsRelease | None = None  # the DP statistics release, when training under a budget
 
 
-def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
-    """Read, plan, analyze (protected stats), split and encode; the codes come back as tensors."""
+def _prepare(config: TrainConfig, spark: SparkSession, workspace: Workspace) -> _Prepared:
+    """Read, plan, analyze (protected stats), split and encode to shards in the workspace.
+
+    A resumed training reuses the statistics it saved: under DP they are released once.
+    """
     source = read_table(spark, config.data, config.format)
     df, plans = normalize(source, plan_columns(source.schema, config.columns))
     check_target(config, [p.name for p in plans], "the table's modelled columns")
@@ -136,28 +163,33 @@ def _prepare(config: TrainConfig, spark: SparkSession) -> _Prepared:
     if config.private:  # the budget is checked before any other work; the statistics are its first spend
         n_rows, _ = validated_overview(df, plans, source_name)
         release = dp.plan_statistics(dp.budget_for(config, n_rows, "rows"), [plans])
-        stats = private_statistics(df, plans, release.noise_std, release.threshold, release.noisy(n_rows))
-    else:
-        stats = analyze(df, plans, config.seed, source_name)
-    stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
+    stats = workspace.saved_stats()
+    if stats is None:
+        if release:
+            stats = private_statistics(df, plans, release.noise_std, release.threshold, release.noisy(n_rows))
+        else:
+            stats = analyze(df, plans, config.seed, source_name)
+        stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
+        workspace.save_stats(stats)
     codec = TableCodec(stats)
     if not codec.sub_columns:
         raise SynthError(f"every column of {source_name} looks like an identifier (unique per row), so there is "
                          "nothing to learn.", "Give the columns an explicit encoding (e.g. `encoding: categorical`) "
                          "or add attribute columns.")
     split = with_split(df, config.seed, config.validation_fraction)
-    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
-    try:
-        fields = encode_to_shards(split, stats, os.path.join(work_dir, "encoded"))
-        train_codes, val_codes = load_codes(os.path.join(work_dir, "encoded"), fields)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
-    if len(train_codes) == 0:
+    if workspace.has_encoded:
+        fields = sub_column_fields(codec)
+    else:  # several ranks need several shards each: spread the rows evenly first
+        rows = split.repartition(SHARDS_PER_PROCESS * config.num_processes) if config.num_processes > 1 else split
+        fields = encode_to_shards(rows, stats, workspace.encoded)
+    files = shard_files(workspace.encoded)
+    train_rows, validation_rows = split_counts(files)
+    if train_rows == 0:
         raise SynthError("every row fell into the validation split; the table is too small to train on.",
                          "Provide more rows or lower validation_fraction.")
     validation = split.where(F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
     training = split.where(~F.col(SPLIT_COLUMN)).drop(SPLIT_COLUMN)
-    return _Prepared(stats, codec, training, validation, train_codes, val_codes, release)
+    return _Prepared(stats, codec, training, validation, files, fields, train_rows, validation_rows, release)
 
 
 def _evaluate(spark: SparkSession, generator: Generator, prepared: _Prepared, config: TrainConfig,

@@ -120,10 +120,21 @@ class FlatARGN(nn.Module):
     @torch.no_grad()
     def set_seen_codes(self, codes: torch.Tensor) -> None:
         """Forbid codes that never occur in the training codes (counts are not stored, only the mask)."""
+        self.set_seen_counts(self.code_counts(codes))
+
+    def code_counts(self, codes: torch.Tensor) -> torch.Tensor:
+        """(sub-columns, widest cardinality) occurrences of each code: summed across ranks, they say which
+        codes the whole table holds."""
+        counts = torch.zeros(self.code_bias.shape, dtype=torch.float64)
+        for j, card in enumerate(self.config.cardinalities):
+            counts[j, :card] = torch.bincount(codes[:, j].long().cpu(), minlength=card)[:card].double()
+        return counts
+
+    @torch.no_grad()
+    def set_seen_counts(self, counts: torch.Tensor) -> None:
         self.code_bias.fill_(float("-inf"))
         for j, card in enumerate(self.config.cardinalities):
-            seen = torch.bincount(codes[:, j].long(), minlength=card)[:card] > 0
-            self.code_bias[j, :card] = torch.where(seen, 0.0, float("-inf"))
+            self.code_bias[j, :card] = torch.where(counts[j, :card].to(self.code_bias.device) > 0, 0.0, float("-inf"))
 
     @torch.no_grad()
     def forbid_codes(self, codes: dict[int, list[int]]) -> None:

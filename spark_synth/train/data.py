@@ -24,6 +24,29 @@ def shard_files(directory: str) -> list[str]:
     return [f for f in files if not os.path.basename(f).startswith(("_", "."))]
 
 
+def assign_shards(files: list[str], ranks: int) -> list[list[str]]:
+    """Disjoint lists of files, one per rank, with rows as even as whole files allow (largest first to the
+    lightest rank); row counts come from the Parquet footers, no data is read."""
+    sizes = [(pq.ParquetFile(f).metadata.num_rows, f) for f in files]
+    shares: list[list[str]] = [[] for _ in range(ranks)]
+    rows = [0] * ranks
+    for size, path in sorted(sizes, key=lambda t: (-t[0], t[1])):
+        lightest = rows.index(min(rows))
+        shares[lightest].append(path)
+        rows[lightest] += size
+    return [sorted(share) for share in shares]
+
+
+def split_counts(files: list[str]) -> tuple[int, int]:
+    """(training rows, validation rows) of encoded shards, reading only the split flag."""
+    train = val = 0
+    for path in files:
+        flags = pq.read_table(path, columns=[SPLIT_COLUMN]).column(SPLIT_COLUMN).to_numpy(zero_copy_only=False)
+        val += int(flags.sum())
+        train += len(flags) - int(flags.sum())
+    return train, val
+
+
 def load_codes(directory: str, sub_columns: list[str], files: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(train codes, validation codes) as int64 tensors of shape (rows, sub-columns)."""
     train_parts, val_parts = [], []

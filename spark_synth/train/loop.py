@@ -17,7 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from spark_synth.model.argn import FlatARGN
+from spark_synth.train.checkpoint import Checkpointer
+from spark_synth.train.collective import Collective
 from spark_synth.train.data import Samples
+from spark_synth.train.faults import maybe_kill
 
 
 @dataclass
@@ -50,62 +53,104 @@ def auto_batch_size(n_rows: int) -> int:
     return int(min(2048, max(32, 2 ** round(math.log2(max(n_rows, 1) / 80)))))
 
 
+@dataclass
+class Placement:
+    """Where and with whom this process trains: its ranks, its device, and where it checkpoints."""
+
+    collective: Collective = field(default_factory=Collective)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    mixed_precision: bool = False  # bf16 autocast on CUDA (not under DP: clipping needs exact norms)
+    checkpointer: Checkpointer | None = None
+
+    @property
+    def shows_progress(self) -> bool:
+        return self.collective.rank == 0
+
+    def autocast(self):
+        enabled = self.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+
 def fit(
     model: torch.nn.Module,
     train_samples: Samples,
     val_samples: Samples,
     settings: TrainSettings,
     on_epoch: Callable[[int, dict], None] | None = None,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Train in place; the model ends with the weights of the best validation epoch.
 
     ``model(*samples.batch(index), before)`` returns the loss per sample; ``heads(model)`` is the
     :class:`FlatARGN` whose column order is randomised (the model itself, or an event model's heads).
+    Across ranks, each rank holds its own samples: every step averages the ranks' gradients, the
+    validation loss is summed over all ranks' validation samples, and every decision (column order,
+    stop) is the same on all ranks, so their weights stay equal.
     """
+    place = placement or Placement()
+    group = place.collective
     start = time.monotonic()
-    deadline = start + settings.max_minutes * 60
-    generator = torch.Generator().manual_seed(settings.seed)
     argn = heads(model)
     n_columns = len(argn.config.column_slices)
-    batch_size = settings.batch_size or auto_batch_size(len(train_samples))
+    n_total = round(group.sum_float(len(train_samples)))
+    batch_size = settings.batch_size or auto_batch_size(n_total)  # the global batch
+    steps_per_epoch = max(1, math.ceil(n_total / batch_size))
+    local_batch = max(1, math.ceil(len(train_samples) / steps_per_epoch))
     lr = settings.learning_rate or 1e-3 * math.sqrt(batch_size / 256)
     # fused: one kernel for all parameters instead of several passes per tensor (much cheaper per step on CPU)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=settings.lr_patience)
-    canonical = argn.precedence(argn.sub_order(list(range(n_columns))))
+    orders = torch.Generator().manual_seed(settings.seed)  # column orders: the same draws on every rank
+    local = torch.Generator().manual_seed(settings.seed + group.rank)  # this rank's shuffles and windows
+    canonical = argn.precedence(argn.sub_order(list(range(n_columns)))).to(place.device)
     val = val_samples if len(val_samples) else train_samples.head(max(1, len(train_samples) // 10))
 
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     history: list[dict] = []
-    stopped_by, epoch, train_loss = "max_epochs", 0, math.nan
-    steps_per_epoch = max(1, math.ceil(len(train_samples) / batch_size))
-    interactive = sys.stderr.isatty()  # in logs (CI, spark-submit), one line every 30 s is enough
-    bar = tqdm(total=None, disable=not settings.progress, unit="epoch", dynamic_ncols=True,
-               mininterval=0.5 if interactive else 30.0)
-    for epoch in range(1, settings.max_epochs + 1):
+    stopped_by, first_epoch, train_loss, spent = "max_epochs", 1, math.nan, 0.0
+    saved = place.checkpointer.load() if place.checkpointer else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        orders.set_state(saved["orders"])
+        best_loss, best_epoch, best_state = saved["best_loss"], saved["best_epoch"], saved["best_state"]
+        history, first_epoch, spent = saved["history"], saved["epoch"] + 1, saved["elapsed_s"]
+    deadline = start + settings.max_minutes * 60 - spent  # a resumed run gets what the killed one left
+    bar = _progress(settings, place, None, "epoch")
+    epoch = first_epoch - 1
+    for epoch in range(first_epoch, settings.max_epochs + 1):
         model.train()
-        permutation = torch.randperm(len(train_samples), generator=generator)
+        permutation = torch.randperm(len(train_samples), generator=local)
         total, out_of_time = 0.0, False
         for step in range(steps_per_epoch):
-            batch = train_samples.batch(permutation[step * batch_size : (step + 1) * batch_size], generator)
-            if torch.rand(1, generator=generator).item() < settings.canonical_order_share:
+            maybe_kill(group.rank, (epoch - 1) * steps_per_epoch + step)
+            index = permutation[step * local_batch : (step + 1) * local_batch]
+            if torch.rand(1, generator=orders).item() < settings.canonical_order_share:
                 before = canonical
             else:
-                order = torch.randperm(n_columns, generator=generator).tolist()
-                before = argn.precedence(argn.sub_order(order))
-            loss = model(*batch, before).mean()
+                order = torch.randperm(n_columns, generator=orders).tolist()
+                before = argn.precedence(argn.sub_order(order)).to(place.device)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if len(index):
+                with place.autocast():
+                    loss = model(*place.to_device(train_samples.batch(index, local)), before).mean()
+                loss.backward()
+                total += loss.item()
+            _fill_missing_grads(model)  # a rank without samples this step still joins the average
+            group.average_gradients(model.parameters())
             optimizer.step()
-            total += loss.item()
-            if time.monotonic() > deadline:
+            if group.any(time.monotonic() > deadline):
                 out_of_time = True
                 break
-        train_loss = total / (step + 1)
-        val_loss = evaluate(model, val, canonical, batch_size=4 * batch_size)  # bounded memory for long sequences
+        train_loss = group.sum_float(total / (step + 1)) / group.world_size
+        val_loss = evaluate(model, val, canonical, batch_size=4 * local_batch, placement=place)
         scheduler.step(val_loss)
         record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                  "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start}
+                  "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start + spent}
         history.append(record)
         if on_epoch:
             on_epoch(epoch, record)
@@ -114,17 +159,35 @@ def fit(
         bar.update(1)
         bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
                         best=f"{best_loss:.3f}", elapsed=f"{record['elapsed_s']:.0f}s")
-        if out_of_time or time.monotonic() > deadline:
+        if out_of_time or group.any(time.monotonic() > deadline):
             stopped_by = "time_budget"
             break
         if epoch - best_epoch >= settings.patience:
             stopped_by = "early_stopping"
             break
+        if place.checkpointer:
+            place.checkpointer.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "orders": orders.get_state(),
+                                     "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state,
+                                     "history": history, "epoch": epoch, "elapsed_s": record["elapsed_s"]})
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(epochs=epoch, best_epoch=best_epoch, best_val_loss=best_loss, train_loss=train_loss,
-                       seconds=time.monotonic() - start, stopped_by=stopped_by, history=history)
+                       seconds=time.monotonic() - start + spent, stopped_by=stopped_by, history=history)
+
+
+def _progress(settings: TrainSettings, place: Placement, total: int | None, unit: str) -> tqdm:
+    """One progress bar, on rank 0; in logs (CI, spark-submit) one line every 30 s is enough."""
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, disable=not (settings.progress and place.shows_progress), unit=unit,
+                dynamic_ncols=True, mininterval=0.5 if interactive else 30.0)
+
+
+def _fill_missing_grads(model: torch.nn.Module) -> None:
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
 
 
 def heads(model: torch.nn.Module) -> FlatARGN:
@@ -133,10 +196,15 @@ def heads(model: torch.nn.Module) -> FlatARGN:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, samples: Samples, before: torch.Tensor, batch_size: int = 4096) -> float:
-    """Mean loss per sample in table order (the order unconditional generation uses)."""
+def evaluate(model: torch.nn.Module, samples: Samples, before: torch.Tensor, batch_size: int = 4096,
+             placement: Placement | None = None) -> float:
+    """Mean loss per sample in table order (the order unconditional generation uses), over all ranks' samples."""
+    place = placement or Placement()
     model.eval()
     total = 0.0
     for i in range(0, len(samples), batch_size):
-        total += model(*samples.batch(torch.arange(i, min(i + batch_size, len(samples)))), before).sum().item()
-    return total / max(len(samples), 1)
+        batch = place.to_device(samples.batch(torch.arange(i, min(i + batch_size, len(samples)))))
+        with place.autocast():
+            total += model(*batch, before).float().sum().item()
+    sums = place.collective.all_reduce_sum(torch.tensor([total, len(samples)], dtype=torch.float64))
+    return float(sums[0] / max(sums[1].item(), 1))

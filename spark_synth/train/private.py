@@ -12,23 +12,22 @@ from __future__ import annotations
 import copy
 import math
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from opacus.optimizers import DPOptimizerFastGradientClipping
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
-from tqdm.auto import tqdm
 
+from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN
 from spark_synth.model.sequence import SequenceARGN
 from spark_synth.privacy.budget import epsilon_of
 from spark_synth.train.clipping import clipped_gradient_sum
 from spark_synth.train.data import FlatSamples, Samples, SequenceSamples
-from spark_synth.train.loop import TrainResult, TrainSettings, heads
+from spark_synth.train.faults import maybe_kill
+from spark_synth.train.loop import Placement, TrainResult, TrainSettings, _progress, heads
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate
 PROBE_STEPS, PROBE_WARMUP, PROBE_WARMUP_SECONDS = 5, 3, 3.0
@@ -55,35 +54,43 @@ def dp_batch_size(n_samples: int, sequences: bool) -> int:
 
 
 def planned_steps(model: torch.nn.Module, batch_size: int, minutes: float, max_epochs: int, sample_rate: float,
-                  length_weights: list[float] | None = None) -> tuple[int, float]:
+                  length_weights: list[float] | None = None, placement: Placement | None = None) -> tuple[int, float]:
     """(steps that fit in ``minutes`` and ``max_epochs``, their expected minutes), timed on random codes of
     the model's shape (never on the data); event models draw lengths from ``length_weights`` (index = length,
-    from the DP length histogram)."""
-    seconds = seconds_per_step(model, batch_size, length_weights)
+    from the DP length histogram). ``batch_size`` is the global batch: across ranks each times its share,
+    the gradient exchange included, and all ranks plan the same steps."""
+    seconds = seconds_per_step(model, batch_size, length_weights, placement)
     by_time = int(minutes * 60 * TIME_SAFETY / max(seconds, 1e-6))
     by_epochs = int(max_epochs / sample_rate)
     steps = max(1, min(by_time, by_epochs))
     return steps, steps * seconds / 60 / TIME_SAFETY
 
 
-def seconds_per_step(model: torch.nn.Module, batch_size: int, length_weights: list[float] | None = None) -> float:
+def seconds_per_step(model: torch.nn.Module, batch_size: int, length_weights: list[float] | None = None,
+                     placement: Placement | None = None) -> float:
+    place = placement or Placement()
+    group = place.collective
     probe = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(0)
-    samples = random_samples(probe, batch_size, generator, length_weights)
+    generator = torch.Generator().manual_seed(group.rank)
+    local_batch = max(1, math.ceil(batch_size / group.world_size))
+    samples = random_samples(probe, local_batch, generator, length_weights)
     argn = heads(probe)
-    before = argn.precedence(argn.sub_order(list(range(len(argn.config.column_slices)))))
+    before = argn.precedence(argn.sub_order(list(range(len(argn.config.column_slices))))).to(place.device)
     probe.train()
-    optimizer = _dp_optimizer(probe, 1e-3, 0.0, 1.0, 1.0, batch_size, generator)  # steps cost their update too
+    optimizer = group.dp_optimizer(torch.optim.AdamW(probe.parameters(), lr=1e-3), 1.0, 1.0, batch_size,
+                                   generator)  # steps cost their update (and the exchange) too
     timings: list[float] = []
     warm_until = time.monotonic() + PROBE_WARMUP_SECONDS
-    # the first steps pay for allocations and waking threads: warm up for a few seconds, then time
-    while len(timings) < PROBE_WARMUP + PROBE_STEPS or time.monotonic() < warm_until:
+    # the first steps pay for allocations and waking threads: warm up for a few seconds, then time;
+    # ranks decide together when to stop, as every step is a collective
+    while group.any(len(timings) < PROBE_WARMUP + PROBE_STEPS or time.monotonic() < warm_until):
         started = time.monotonic()
-        clipped_gradient_sum(probe, samples.batch(torch.arange(batch_size), generator), before, 1.0)
+        clipped_gradient_sum(probe, place.to_device(samples.batch(torch.arange(local_batch), generator)), before, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        _synchronize(place.device)
         timings.append(time.monotonic() - started)
-    return float(np.median(timings[-PROBE_STEPS:]))
+    return group.sum_float(float(np.median(timings[-PROBE_STEPS:]))) / group.world_size
 
 
 def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
@@ -104,45 +111,64 @@ def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
 
 
 def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSettings, plan: PrivateSteps,
-                delta: float, on_epoch: Callable[[int, dict], None] | None = None) -> tuple[TrainResult, PrivateSteps]:
+                delta: float, on_epoch: Callable[[int, dict], None] | None = None,
+                placement: Placement | None = None) -> tuple[TrainResult, PrivateSteps]:
     """Train in place with DP-SGD for at most ``plan.steps`` steps; returns the result and the steps taken.
 
     The sampling and the noise use a secret random seed: an attacker who knew them could undo both.
+    Across ranks, each rank Poisson-samples its own samples at the global rate (so the union is a
+    Poisson sample of all samples at that rate), clips them, and the optimizer sums the clipped
+    gradients over ranks with the noise added once: the accountant sees one process's mechanism.
     """
+    place = placement or Placement()
+    group = place.collective
     start = time.monotonic()
-    deadline = start + settings.max_minutes * 60
     n = len(samples)
-    expected_batch = max(1, round(plan.sample_rate * n))
+    expected_batch = max(1.0, plan.sample_rate * group.sum_float(n))
     lr = settings.learning_rate or 2e-3 * math.sqrt(expected_batch / 1024)
-    secret = torch.Generator().manual_seed(secrets.randbits(63))
-    orders = torch.Generator().manual_seed(settings.seed)  # column orders and windows: not private
-    optimizer = _dp_optimizer(model, lr, settings.weight_decay, plan.noise_multiplier, plan.max_grad_norm,
-                              expected_batch, secret)
+    secret = torch.Generator().manual_seed(secrets.randbits(63))  # each rank its own: their samples are independent
+    noise = torch.Generator(device=place.device).manual_seed(secrets.randbits(63))
+    orders = torch.Generator().manual_seed(settings.seed)  # column orders, the same on every rank: not private
+    windows = torch.Generator().manual_seed(settings.seed + group.rank)  # event windows: not private
+    optimizer = group.dp_optimizer(torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay),
+                                   plan.noise_multiplier, plan.max_grad_norm, expected_batch, noise)
     warmup = max(1, plan.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer.original_optimizer, lambda s: _lr_factor(s, warmup, plan.steps))
-    sampler = UniformWithReplacementSampler(num_samples=n, sample_rate=plan.sample_rate, generator=secret,
-                                            steps=plan.steps)
     argn = heads(model)
     n_columns = len(argn.config.column_slices)
-    canonical = argn.precedence(argn.sub_order(list(range(n_columns))))
+    canonical = argn.precedence(argn.sub_order(list(range(n_columns)))).to(place.device)
     steps_per_epoch = max(1, round(1 / plan.sample_rate))
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=plan.steps, disable=not settings.progress, unit="step", dynamic_ncols=True,
-               mininterval=0.5 if interactive else 30.0)
     history: list[dict] = []
-    taken, stopped_by = 0, "planned_steps"
+    taken, stopped_by, spent_s = 0, "planned_steps", 0.0
+    saved = place.checkpointer.load() if place.checkpointer else None
+    if saved:  # the accountant's state is the steps taken under this plan: it goes on from there
+        if saved["plan"] != list(plan.mechanism):
+            raise SynthError("the checkpoint was planned with other DP-SGD settings than this run.",
+                             "Resume with the same settings, or remove the checkpoint directory.")
+        model.load_state_dict(saved["model"])
+        optimizer.original_optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["scheduler"])
+        orders.set_state(saved["orders"])
+        taken, history, spent_s = saved["step"], saved["history"], saved["elapsed_s"]
+    deadline = start + settings.max_minutes * 60 - spent_s
+    sampler = UniformWithReplacementSampler(num_samples=max(n, 1), sample_rate=plan.sample_rate, generator=secret,
+                                            steps=plan.steps - taken)
+    bar = _progress(settings, place, plan.steps, "step")
+    bar.update(taken)
     model.train()
     for indices in sampler:
-        if time.monotonic() > deadline:
+        if group.any(time.monotonic() > deadline):
             stopped_by = "time_budget"
             break
+        maybe_kill(group.rank, taken)
         if torch.rand(1, generator=orders).item() < settings.canonical_order_share:
             before = canonical
         else:
-            before = argn.precedence(argn.sub_order(torch.randperm(n_columns, generator=orders).tolist()))
-        index = torch.as_tensor(indices, dtype=torch.long)
+            order = torch.randperm(n_columns, generator=orders).tolist()
+            before = argn.precedence(argn.sub_order(order)).to(place.device)
+        index = torch.as_tensor(indices, dtype=torch.long) if n else torch.zeros(0, dtype=torch.long)
         if len(index):
-            clipped_gradient_sum(model, samples.batch(index, orders), before, plan.max_grad_norm)
+            clipped_gradient_sum(model, place.to_device(samples.batch(index, windows)), before, plan.max_grad_norm)
         else:  # an empty Poisson batch still takes a (pure noise) step: the accountant counts it
             for p in model.parameters():
                 p.grad = torch.zeros_like(p)
@@ -154,11 +180,16 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
         if taken % steps_per_epoch == 0 or taken == plan.steps:
             spent = epsilon_of([(plan.noise_multiplier, plan.sample_rate, taken)], delta)
             record = {"epoch": len(history) + 1, "step": taken, "training_epsilon_so_far": spent,
-                      "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start}
+                      "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start + spent_s}
             history.append(record)
             bar.set_postfix(step=taken, epsilon=f"{spent:.2f}", elapsed=f"{record['elapsed_s']:.0f}s")
             if on_epoch:
                 on_epoch(record["epoch"], record)
+            if place.checkpointer and taken < plan.steps:
+                place.checkpointer.save({"model": model.state_dict(), "optimizer": optimizer.original_optimizer.state_dict(),
+                                         "scheduler": schedule.state_dict(), "orders": orders.get_state(),
+                                         "plan": list(plan.mechanism), "step": taken, "history": history,
+                                         "elapsed_s": record["elapsed_s"]})
     bar.close()
     model.eval()
     for p in model.parameters():
@@ -166,16 +197,14 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     done = PrivateSteps(plan.noise_multiplier, plan.sample_rate, taken, plan.max_grad_norm)
     epochs = taken * plan.sample_rate
     result = TrainResult(epochs=max(1, round(epochs)), best_epoch=max(1, round(epochs)), best_val_loss=None,
-                         train_loss=math.nan, seconds=time.monotonic() - start, stopped_by=stopped_by, history=history)
+                         train_loss=math.nan, seconds=time.monotonic() - start + spent_s, stopped_by=stopped_by,
+                         history=history)
     return result, done
 
 
-def _dp_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, noise_multiplier: float, max_grad_norm: float,
-                  expected_batch: int, generator: torch.Generator) -> DPOptimizerFastGradientClipping:
-    """AdamW behind Opacus: ``p.grad`` holds the clipped sum; Opacus adds the noise and averages."""
-    return DPOptimizerFastGradientClipping(
-        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay), noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm, expected_batch_size=expected_batch, loss_reduction="mean", generator=generator)
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:

@@ -1,0 +1,17 @@
+"""Fault injection for the recovery tests: a rank that dies at a given step, as a lost executor would.
+
+Off unless ``SPARK_SYNTH_KILL_RANK_AT`` is set to ``RANK:STEP`` in the training processes' environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+KILL_ENV = "SPARK_SYNTH_KILL_RANK_AT"
+
+
+def maybe_kill(rank: int, step: int) -> None:
+    """End this process abruptly (no cleanup, like a killed executor) when the fault names this rank and step."""
+    spec = os.environ.get(KILL_ENV)
+    if spec and spec == f"{rank}:{step}":
+        os._exit(137)

@@ -1,0 +1,94 @@
+"""A training's working directory: encoded shards, rank outputs and checkpoints, on storage every rank sees.
+
+Without ``--checkpoint-dir`` it is a fresh temporary directory, removed when training ends either
+way (encoded rows are training data). With it, the directory keeps what a rerun needs to resume
+after a failure: the (possibly DP-noised) statistics, so a resumed DP training never releases
+them twice; the encoded shards; and the model checkpoint. It is removed after success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any
+
+from spark_synth.config import TrainConfig
+from spark_synth.errors import SynthError
+
+STATS_FILE = "prepared.json"
+# settings that change neither the data prepared nor the model trained: a resumed run may change them
+RUNTIME_SETTINGS = {"tracking_uri", "experiment", "registered_model", "report", "quality_rows", "target", "master",
+                    "progress", "backend", "num_processes", "use_gpu", "checkpoint_dir", "work_dir", "max_minutes"}
+
+
+class Workspace:
+    def __init__(self, config: TrainConfig) -> None:
+        self.resumable = config.checkpoint_dir is not None
+        self.fingerprint = fingerprint(config)
+        if self.resumable:
+            self.root = config.checkpoint_dir
+            _check_checkpoint_dir(self.root)
+            os.makedirs(self.root, exist_ok=True)
+        else:
+            self.root = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
+        self.encoded = os.path.join(self.root, "encoded")
+        self.checkpoints = os.path.join(self.root, "checkpoint") if self.resumable else None
+
+    def rank_output(self) -> str:
+        """A fresh directory for one attempt's rank reports."""
+        return os.path.join(self.root, f"ranks-{uuid.uuid4().hex[:8]}")
+
+    def saved_stats(self) -> dict[str, Any] | None:
+        path = os.path.join(self.root, STATS_FILE)
+        if not self.resumable or not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        if saved.get("fingerprint") != self.fingerprint:
+            raise SynthError(f"--checkpoint-dir {self.root} holds a training with other data or settings.",
+                             "Remove it, or choose another --checkpoint-dir.")
+        return saved["stats"]
+
+    def save_stats(self, stats: dict[str, Any]) -> None:
+        if not self.resumable:
+            return
+        path = os.path.join(self.root, STATS_FILE)
+        with open(path + ".partial", "w", encoding="utf-8") as handle:
+            json.dump({"fingerprint": self.fingerprint, "stats": stats}, handle)
+        os.replace(path + ".partial", path)
+
+    @property
+    def has_encoded(self) -> bool:
+        """Spark writes ``_SUCCESS`` last: shards without it are from an interrupted encoding."""
+        return os.path.isfile(os.path.join(self.encoded, "_SUCCESS"))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def close(self, succeeded: bool) -> None:
+        """Remove everything after success, or after a failure that cannot be resumed."""
+        if succeeded or not self.resumable:
+            self.remove()
+        elif os.path.isdir(self.checkpoints or ""):
+            print(f"training stopped; rerun the same command to resume from the checkpoint in {self.root}")
+
+
+def fingerprint(config: TrainConfig) -> str:
+    """What identifies a training: its inputs and every setting that shapes the data or the model."""
+    settings = config.model_dump(exclude=RUNTIME_SETTINGS)
+    for key in ("data", "subjects", "events"):
+        if not isinstance(settings.get(key), str | None):
+            settings[key] = "DataFrame"
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_checkpoint_dir(path: str) -> None:
+    if os.path.isfile(path):
+        raise SynthError(f"--checkpoint-dir {path} is a file.", "Choose a directory path.")
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, STATS_FILE)):
+        raise SynthError(f"--checkpoint-dir {path} holds files that are not a spark-synth checkpoint.",
+                         "Choose a new or empty directory (it is removed after a successful training).")
