@@ -16,7 +16,8 @@ setup: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[test]"
 
-test: setup
+# the Horovod backend's tests run for real: Horovod is built once per venv (skipped when it imports)
+test: setup horovod
 	$(BIN)/ruff check spark_synth tests jobs benchmarks
 	$(BIN)/python -m pytest -q tests
 
@@ -42,7 +43,8 @@ bench-evaluate: setup qa-venv
 	$(BIN)/python benchmarks/evaluate_vs_mostlyai_qa.py --qa-python $(QA_VENV)/bin/python
 	$(BIN)/python benchmarks/evaluate_scale.py
 
-# Opt-in: Horovod (PyTorch + Gloo) for the data-parallel Horovod backend; the default install does not need it.
+# Horovod (PyTorch + Gloo) for the data-parallel Horovod backend: opt-in for users (`make setup` does not
+# need it), built by `make test` so that its tests run.
 horovod: setup
 	./tools/build-horovod.sh $(BIN)/pip
 

@@ -28,6 +28,7 @@ class Trained:
     private_steps: PrivateSteps | None
     train_rows: int
     validation_rows: int
+    samples_per_second: float  # training throughput over all ranks
     ranks: list[dict[str, Any]]  # what each rank reported: host, device, threads, its rows, weights digest
 
 
@@ -107,7 +108,7 @@ def collect(job: RankJob) -> Trained:
     summary = _read_json(os.path.join(job.output_dir, RESULT_FILE))
     steps = PrivateSteps(**summary["private_steps"]) if summary["private_steps"] else None
     return Trained(load_file(os.path.join(job.output_dir, WEIGHTS_FILE)), TrainResult(**summary["result"]), steps,
-                   summary["train_rows"], summary["validation_rows"], sorted(ranks, key=lambda r: r["rank"]))
+                   summary["train_rows"], summary["validation_rows"], summary["samples_per_second"], sorted(ranks, key=lambda r: r["rank"]))
 
 
 def _rank_error(output_dir: str) -> SynthError | None:

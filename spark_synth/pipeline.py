@@ -114,14 +114,16 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
                 "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id,
                 "backend": config.backend, "num_processes": config.num_processes,
-                "devices": sorted({r["device"] for r in trained.ranks})}
+                "resumed_at": result.resumed_at, "samples_per_second": round(trained.samples_per_second, 1),
+                "ranks": trained.ranks}
         if privacy:
             meta["privacy"] = privacy
             print(dp.format_privacy(privacy))
         generator = Generator(prepared.stats, model_config, model.state_dict(), meta)
         generator.save(config.model_dir)
         try:
-            metrics = {"epochs": float(result.epochs), "train_seconds": result.seconds}
+            metrics = {"epochs": float(result.epochs), "train_seconds": result.seconds,
+                       "samples_per_second": trained.samples_per_second}
             if privacy:
                 metrics |= dp.privacy_metrics(privacy, [""])
             else:

@@ -9,6 +9,13 @@
 set -euo pipefail
 PIP=${1:?usage: build-horovod.sh PIP [VERSION]}
 VERSION=${2:-0.28.1}
+BIN=$(dirname "$PIP")
+if "$BIN/python" -c "import horovod.torch" 2>/dev/null; then
+  echo "Horovod with PyTorch support is already built for this venv's torch"
+  exit 0
+fi
+command -v cmake >/dev/null || "$PIP" install --quiet cmake  # PyPI's cmake when the system has none
+export PATH="$BIN:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PIP" download --quiet --no-deps --no-binary :all: "horovod==$VERSION" -d "$work"

@@ -46,6 +46,7 @@ class TrainResult:
     seconds: float
     stopped_by: str
     history: list[dict] = field(default_factory=list)
+    resumed_at: int = 0  # the epoch (DP: step) a checkpoint resumed from; 0 for a run from the start
 
 
 def auto_batch_size(n_rows: int) -> int:
@@ -125,7 +126,7 @@ def fit(
     for epoch in range(first_epoch, settings.max_epochs + 1):
         model.train()
         permutation = torch.randperm(len(train_samples), generator=local)
-        total, out_of_time = 0.0, False
+        total, out_of_time, samples = 0.0, False, 0.0
         for step in range(steps_per_epoch):
             maybe_kill(group.rank, (epoch - 1) * steps_per_epoch + step)
             index = permutation[step * local_batch : (step + 1) * local_batch]
@@ -140,6 +141,7 @@ def fit(
                     loss = model(*place.to_device(train_samples.batch(index, local)), before).mean()
                 loss.backward()
                 total += loss.item()
+                samples += len(index)
             _fill_missing_grads(model)  # a rank without samples this step still joins the average
             group.average_gradients(model.parameters())
             optimizer.step()
@@ -147,9 +149,10 @@ def fit(
                 out_of_time = True
                 break
         train_loss = group.sum_float(total / (step + 1)) / group.world_size
+        samples = group.sum_float(samples)
         val_loss = evaluate(model, val, canonical, batch_size=4 * local_batch, placement=place)
         scheduler.step(val_loss)
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": samples,
                   "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start + spent}
         history.append(record)
         if on_epoch:
@@ -174,7 +177,8 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(epochs=epoch, best_epoch=best_epoch, best_val_loss=best_loss, train_loss=train_loss,
-                       seconds=time.monotonic() - start + spent, stopped_by=stopped_by, history=history)
+                       seconds=time.monotonic() - start + spent, stopped_by=stopped_by, history=history,
+                       resumed_at=first_epoch - 1)
 
 
 def _progress(settings: TrainSettings, place: Placement, total: int | None, unit: str) -> tqdm:

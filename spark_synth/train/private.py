@@ -14,7 +14,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -139,10 +139,10 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     canonical = argn.precedence(argn.sub_order(list(range(n_columns)))).to(place.device)
     steps_per_epoch = max(1, round(1 / plan.sample_rate))
     history: list[dict] = []
-    taken, stopped_by, spent_s = 0, "planned_steps", 0.0
+    taken, stopped_by, spent_s, resumed_at = 0, "planned_steps", 0.0, 0
     saved = place.checkpointer.load() if place.checkpointer else None
     if saved:  # the accountant's state is the steps taken under this plan: it goes on from there
-        if saved["plan"] != list(plan.mechanism):
+        if saved["plan"] != list(astuple(plan)):
             raise SynthError("the checkpoint was planned with other DP-SGD settings than this run.",
                              "Resume with the same settings, or remove the checkpoint directory.")
         model.load_state_dict(saved["model"])
@@ -150,6 +150,7 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
         schedule.load_state_dict(saved["scheduler"])
         orders.set_state(saved["orders"])
         taken, history, spent_s = saved["step"], saved["history"], saved["elapsed_s"]
+        resumed_at = taken
     deadline = start + settings.max_minutes * 60 - spent_s
     sampler = UniformWithReplacementSampler(num_samples=max(n, 1), sample_rate=plan.sample_rate, generator=secret,
                                             steps=plan.steps - taken)
@@ -188,7 +189,7 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
             if place.checkpointer and taken < plan.steps:
                 place.checkpointer.save({"model": model.state_dict(), "optimizer": optimizer.original_optimizer.state_dict(),
                                          "scheduler": schedule.state_dict(), "orders": orders.get_state(),
-                                         "plan": list(plan.mechanism), "step": taken, "history": history,
+                                         "plan": list(astuple(plan)), "step": taken, "history": history,
                                          "elapsed_s": record["elapsed_s"]})
     bar.close()
     model.eval()
@@ -198,7 +199,7 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     epochs = taken * plan.sample_rate
     result = TrainResult(epochs=max(1, round(epochs)), best_epoch=max(1, round(epochs)), best_val_loss=None,
                          train_loss=math.nan, seconds=time.monotonic() - start + spent_s, stopped_by=stopped_by,
-                         history=history)
+                         history=history, resumed_at=resumed_at)
     return result, done
 
 

@@ -25,6 +25,7 @@ from spark_synth.train.checkpoint import Checkpointer
 from spark_synth.train.collective import Collective, HorovodCollective, TorchCollective
 from spark_synth.train.data import FlatSamples, load_codes
 from spark_synth.train.loop import Placement, TrainSettings, fit
+from spark_synth.train.private import PrivateSteps
 
 WEIGHTS_FILE, RESULT_FILE = "weights.safetensors", "result.json"
 
@@ -115,10 +116,15 @@ def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
         spec = job.private
         private = dp.PrivateModel(model, FlatSamples(train_codes), job.settings.max_minutes, spec.max_epochs,
                                   spec.batch_size, total_samples=n_train)
-        plan = dp.plan_training(spec.release, [private], job.settings.max_minutes, place)[0]
+        saved = checkpointer.load() if checkpointer else None
+        if saved:  # a resumed run keeps its plan: the noise was calibrated for exactly these steps
+            plan = PrivateSteps(*saved["plan"])
+        else:
+            plan = dp.plan_training(spec.release, [private], job.settings.max_minutes, place)[0]
         result, steps = dp.train_private(private, plan, job.settings, spec.release, on_epoch, place)
     else:
         result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), job.settings, on_epoch, place)
+    seen = steps.steps * steps.sample_rate * n_train if steps else sum(r.get("samples", 0) for r in result.history)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     digest = weights_digest(state)
     _write_json(os.path.join(job.output_dir, f"rank-{group.rank}.json"),
@@ -126,6 +132,7 @@ def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
                  "threads": torch.get_num_threads(), "host": os.uname().nodename,
                  "train_rows": len(train_codes), "validation_rows": len(val_codes)})
     summary = {"train_rows": n_train, "validation_rows": n_val, "world_size": group.world_size, "digest": digest,
+               "samples_per_second": seen / max(result.seconds, 1e-9),
                "result": asdict(result), "private_steps": asdict(steps) if steps else None}
     if group.rank == 0:
         save_file(state, os.path.join(job.output_dir, WEIGHTS_FILE))

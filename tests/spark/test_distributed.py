@@ -1,0 +1,123 @@
+"""Data-parallel training end to end on local[2]: TorchDistributor and Horovod with 2 gloo processes,
+DP accounting equal to one process's, and a job with a killed rank resumed from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opacus.accountants import RDPAccountant
+from test_bad_input import assert_rejected
+
+from spark_synth import cli
+from spark_synth.generator import Generator
+from spark_synth.train.faults import KILL_ENV
+
+DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
+
+
+def _train(data: Path, model_dir: Path, store, *extra: str) -> int:
+    return cli.run(["train", "--data", str(data), "--model-dir", str(model_dir), "--tracking-uri", store.uri,
+                    "--no-progress", "--seed", "3", *extra])
+
+
+def _meta(model_dir: Path) -> dict:
+    return json.loads((model_dir / "meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def dp_runs(census_parquet: Path, mlflow_store, tmp_path_factory) -> dict[str, dict]:
+    """The same DP training on one process and on 2 processes with each backend."""
+    runs = {}
+    for backend in ("local", "torch-distributor", "horovod"):
+        model_dir = tmp_path_factory.mktemp("dp") / backend
+        processes = "1" if backend == "local" else "2"
+        rc = _train(census_parquet, model_dir, mlflow_store, *DP_ARGS, "--backend", backend,
+                    "--num-processes", processes)
+        assert rc == 0
+        runs[backend] = _meta(model_dir)
+    return runs
+
+
+def test_torch_distributor_trains_two_ranks_that_end_with_equal_weights(census_parquet, mlflow_store, tmp_path) -> None:
+    model_dir = tmp_path / "model"
+    rc = _train(census_parquet, model_dir, mlflow_store, "--max-epochs", "3", "--backend", "torch-distributor",
+                "--num-processes", "2")
+    assert rc == 0
+    meta = _meta(model_dir)
+    ranks = meta["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1] and meta["backend"] == "torch-distributor"
+    assert len({r["digest"] for r in ranks}) == 1  # bit-identical weights on both ranks
+    assert all(r["train_rows"] > 1000 for r in ranks)  # disjoint shards, near-even
+    assert sum(r["train_rows"] + r["validation_rows"] for r in ranks) == 3000
+    assert meta["epochs"] == 3
+    sample = Generator.load(str(model_dir)).sample(200, seed=1)
+    assert len(sample) == 200 and sample["income"].notna().all()
+    history = mlflow_store.client().get_metric_history(meta["mlflow_run_id"], "val_loss")
+    assert [m.step for m in history] == [1, 2, 3]  # the workers' epochs, logged by the driver
+
+
+@pytest.mark.parametrize("backend", ["torch-distributor", "horovod"])
+def test_two_process_dp_spends_what_one_process_spends(dp_runs: dict[str, dict], backend: str) -> None:
+    single, parallel = dp_runs["local"]["privacy"], dp_runs[backend]["privacy"]
+    assert parallel["dp_sgd"] == single["dp_sgd"]  # same noise, global sample rate and steps
+    assert parallel["epsilon"] == pytest.approx(single["epsilon"], rel=1e-9)
+    run = parallel["dp_sgd"][0]
+    assert run["steps"] == int(2 / run["sample_rate"])  # the epoch cap bound the plan: all steps taken
+    accountant = RDPAccountant()
+    accountant.history = [(parallel["statistics"]["noise_multiplier"], 1.0, 1),
+                          (run["noise_multiplier"], run["sample_rate"], run["steps"])]
+    assert parallel["epsilon"] == pytest.approx(accountant.get_epsilon(parallel["rdp_delta"]), rel=1e-6)
+    assert parallel["epsilon"] <= 4.0
+    assert len({r["digest"] for r in dp_runs[backend]["ranks"]}) == 1
+
+
+def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
+        census_parquet, mlflow_store, tmp_path, monkeypatch, dp_runs, capsys) -> None:
+    model_dir, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
+    args = [*DP_ARGS, "--backend", "torch-distributor", "--num-processes", "2", "--checkpoint-dir", str(checkpoints)]
+    monkeypatch.setenv(KILL_ENV, "1:12")  # rank 1 dies at step 12, after the checkpoint of step ~10
+    assert _train(census_parquet, model_dir, mlflow_store, *args) == 2
+    assert "resume" in capsys.readouterr().err
+    assert (checkpoints / "checkpoint" / "checkpoint.pt").is_file() and not model_dir.exists()
+
+    monkeypatch.delenv(KILL_ENV)
+    assert _train(census_parquet, model_dir, mlflow_store, *args) == 0
+    meta = _meta(model_dir)
+    run = meta["privacy"]["dp_sgd"][0]
+    assert 0 < meta["resumed_at"] <= 12 and meta["resumed_at"] % round(1 / run["sample_rate"]) == 0
+    assert meta["privacy"]["dp_sgd"] == dp_runs["local"]["privacy"]["dp_sgd"]
+    assert meta["privacy"]["epsilon"] == pytest.approx(dp_runs["local"]["privacy"]["epsilon"], rel=1e-9)
+    assert meta["privacy"]["statistics"] == dp_runs["local"]["privacy"]["statistics"]
+    assert not checkpoints.exists()  # removed after success: it held encoded training rows
+
+
+@pytest.mark.parametrize("argv,problem,fix", [
+    (["--backend", "local", "--num-processes", "2"], "trains in one process", "--backend torch-distributor"),
+    (["--backend", "torch-distributor", "--num-processes", "3"], "exceeds the 2 task slots", "Lower --num-processes"),
+    (["--backend", "torch-distributor", "--num-processes", "2", "--use-gpu"], "CUDA devices", "leave out --use-gpu"),
+])
+def test_bad_data_parallel_settings_are_refused_before_training(census_parquet, mlflow_store, tmp_path, capsys,
+                                                                digest, argv, problem, fix) -> None:
+    model_dir = tmp_path / "model"
+    assert_rejected(["train", "--data", str(census_parquet), "--model-dir", str(model_dir),
+                     "--tracking-uri", mlflow_store.uri, *argv], capsys, digest, [census_parquet], [problem], [fix])
+    assert not model_dir.exists()
+
+
+def test_an_event_log_is_refused_on_a_data_parallel_backend(census_parquet, mlflow_store, tmp_path, capsys,
+                                                            digest) -> None:
+    assert_rejected(["train", "--subjects", str(census_parquet), "--subject-key", "id", "--events",
+                     str(census_parquet), "--foreign-key", "id", "--model-dir", str(tmp_path / "m"),
+                     "--tracking-uri", mlflow_store.uri, "--backend", "horovod"], capsys, digest, [census_parquet],
+                    ["event logs train in one process"], ["--backend local"])
+
+
+def test_a_checkpoint_of_another_training_is_refused(census_parquet, mlflow_store, tmp_path, capsys, digest) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "prepared.json").write_text(json.dumps({"fingerprint": "other", "stats": {}}))
+    assert_rejected(["train", "--data", str(census_parquet), "--model-dir", str(tmp_path / "m"),
+                     "--tracking-uri", mlflow_store.uri, "--checkpoint-dir", str(checkpoints)], capsys, digest,
+                    [census_parquet, checkpoints], ["other data or settings"], ["another --checkpoint-dir"])
