@@ -93,7 +93,7 @@ def quality(args: argparse.Namespace, work: str, data: str, holdout: str) -> lis
         output = os.path.join(work, f"synthetic-{name}")
         spark_synth(work, "generate", "--model", meta["model_dir"], "--rows", str(n), "--output", output,
                     "--master", "local[2]", "--tracking-uri", f"sqlite:///{work}/mlflow.db")
-        scores = referee(args.qa_python, ["flat", "--synthetic", output, "--training", data, "--holdout", holdout])
+        scores = referee(args.qa_python, ["flat", output, data, holdout])
         rows.append({"run": label, "epochs": meta["epochs"], "samples_per_s": meta["samples_per_second"],
                      "overall": scores["overall"], "univariate": scores["univariate"],
                      "bivariate": scores["bivariate"], "trivariate": scores["trivariate"],

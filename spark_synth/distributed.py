@@ -16,19 +16,21 @@ from safetensors.torch import load_file
 from spark_synth.errors import SynthError
 from spark_synth.train.loop import TrainResult
 from spark_synth.train.private import PrivateSteps
-from spark_synth.train.rank import RESULT_FILE, WEIGHTS_FILE, RankJob, run_rank
+from spark_synth.train.rank import RESULT_FILE, RankJob, run_rank
 
 BACKENDS = ("local", "torch-distributor", "horovod")
 
 
 @dataclass
 class Trained:
-    state: dict[str, torch.Tensor]
-    result: TrainResult
-    private_steps: PrivateSteps | None
-    train_rows: int
+    """What the ranks trained, per phase (``model``, or ``subjects`` and ``events``)."""
+
+    states: dict[str, dict[str, torch.Tensor]]
+    results: dict[str, TrainResult]
+    private_steps: dict[str, PrivateSteps | None]
+    samples_per_second: dict[str, float]  # training throughput over all ranks
+    train_rows: int  # rows (subjects) of the first phase
     validation_rows: int
-    samples_per_second: float  # training throughput over all ranks
     ranks: list[dict[str, Any]]  # what each rank reported: host, device, threads, its rows, weights digest
 
 
@@ -69,7 +71,11 @@ def threads_per_process(spark: SparkSession, backend: str) -> int | None:
 
 
 def launch(spark: SparkSession, job: RankJob, num_processes: int, on_epoch=None) -> Trained:
-    """Run ``job`` on ``num_processes`` ranks and return rank 0's weights and result."""
+    """Run ``job`` on ``num_processes`` ranks and return rank 0's weights and results.
+
+    ``on_epoch(phase name)`` returns a phase's per-epoch callback: called live on the local backend; on
+    the others every epoch is reported to it after training (workers cannot reach a local MLflow store).
+    """
     os.makedirs(job.output_dir, exist_ok=True)
     try:
         if job.backend == "local":
@@ -95,7 +101,13 @@ def launch(spark: SparkSession, job: RankJob, num_processes: int, on_epoch=None)
                   if job.checkpoint_dir else "Pass --checkpoint-dir DIR so that a rerun resumes where a failure stopped.")
         raise SynthError(f"data-parallel training ({job.backend}, {num_processes} processes) failed on a worker: "
                          f"{type(exc).__name__}: {str(exc)[-500:]}", resume) from exc
-    return collect(job)
+    trained = collect(job)
+    if on_epoch and job.backend != "local":
+        for name, result in trained.results.items():
+            callback = on_epoch(name)
+            for record in result.history:
+                callback(record["epoch"], record)
+    return trained
 
 
 def collect(job: RankJob) -> Trained:
@@ -106,9 +118,15 @@ def collect(job: RankJob) -> Trained:
         raise RuntimeError(f"ranks disagree after training: {len(ranks)} of {len(job.shards)} reported, weights "
                            f"digests {sorted(digests)}")
     summary = _read_json(os.path.join(job.output_dir, RESULT_FILE))
-    steps = PrivateSteps(**summary["private_steps"]) if summary["private_steps"] else None
-    return Trained(load_file(os.path.join(job.output_dir, WEIGHTS_FILE)), TrainResult(**summary["result"]), steps,
-                   summary["train_rows"], summary["validation_rows"], summary["samples_per_second"], sorted(ranks, key=lambda r: r["rank"]))
+    phases = summary["phases"]
+    return Trained(
+        states={p.name: load_file(os.path.join(job.output_dir, p.weights_file)) for p in job.phases},
+        results={name: TrainResult(**o["result"]) for name, o in phases.items()},
+        private_steps={name: PrivateSteps(**o["private_steps"]) if o["private_steps"] else None
+                       for name, o in phases.items()},
+        samples_per_second={name: o["samples_per_second"] for name, o in phases.items()},
+        train_rows=summary["train_rows"], validation_rows=summary["validation_rows"],
+        ranks=sorted(ranks, key=lambda r: r["rank"]))
 
 
 def _rank_error(output_dir: str) -> SynthError | None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from spark_synth.config import TrainConfig
 from spark_synth.privacy.budget import (
     Budget,
     check_budget,
@@ -26,11 +25,13 @@ from spark_synth.privacy.budget import (
     statistics_noise,
 )
 from spark_synth.privacy.histograms import noise_std, selection_threshold
-from spark_synth.private_stats import partitions_per_subject
-from spark_synth.schema import ColumnPlan
 from spark_synth.train.data import Samples
 from spark_synth.train.loop import Placement, TrainSettings
 from spark_synth.train.private import PrivateSteps, dp_batch_size, fit_private, planned_steps
+
+if TYPE_CHECKING:  # training ranks import this module: it stays free of Spark
+    from spark_synth.config import TrainConfig
+    from spark_synth.schema import ColumnPlan
 
 ACCOUNTANT = "Opacus RDP accountant (statistics and DP-SGD composed)"
 
@@ -70,6 +71,8 @@ class StatsRelease:
 
 def plan_statistics(budget: Budget, tables: list[list[ColumnPlan]], extra_partitions: int = 0,
                     counts: int = 1) -> StatsRelease:
+    from spark_synth.private_stats import partitions_per_subject
+
     partitions = sum(partitions_per_subject(plans) for plans in tables) + extra_partitions
     return StatsRelease(budget, statistics_noise(budget), partitions, counts)
 

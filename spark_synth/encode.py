@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from spark_synth.encoding import TableCodec
 from spark_synth.schema import quoted
-from spark_synth.train.data import SPLIT_COLUMN
+from spark_synth.train.data import BUCKET, SPLIT_COLUMN, SUBJECT_ID
 
 
 def sub_column_fields(codec: TableCodec) -> list[str]:
@@ -20,11 +20,13 @@ def sub_column_fields(codec: TableCodec) -> list[str]:
 
 
 def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str,
-                     passthrough: tuple[tuple[str, str], ...] = ((SPLIT_COLUMN, "boolean"),)) -> list[str]:
+                     passthrough: tuple[tuple[str, str], ...] = ((SPLIT_COLUMN, "boolean"),),
+                     buckets: int = 1) -> list[str]:
     """Encode ``df`` to Parquet under ``output_dir``; returns the code field names.
 
     ``passthrough`` columns (name, Spark type) are copied as they are: the split flag, or the subject
-    id and step of an event.
+    id and step of an event. With ``buckets`` > 1, rows go to ``BUCKET=k/`` directories by their subject
+    id, so that a subject and all its events land in the same bucket (a rank reads whole buckets).
     """
     fields = sub_column_fields(TableCodec(stats))
     extra = [name for name, _ in passthrough]
@@ -43,5 +45,10 @@ def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str,
     # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
     positional = df.select(*[F.col(quoted(n)).alias(f"c{j}") for j, n in enumerate(names)], *[F.col(e) for e in extra])
     encoded = positional.mapInArrow(encode_batches, schema)
-    encoded.write.mode("overwrite").parquet(output_dir)
+    if buckets > 1:
+        bucket = F.pmod(F.col(SUBJECT_ID), F.lit(buckets))
+        encoded.withColumn(BUCKET, bucket).repartition(buckets, BUCKET).write.partitionBy(BUCKET) \
+            .mode("overwrite").parquet(output_dir)
+    else:
+        encoded.write.mode("overwrite").parquet(output_dir)
     return fields

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from typing import Any
 
-import torch
+import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from spark_synth import dp, tracking
 from spark_synth.config import TrainConfig
+from spark_synth.distributed import launch, threads_per_process
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
@@ -23,12 +22,21 @@ from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.pipeline import PRIVATE_DROPOUT, TrainOutcome, _auto_hidden, check_target, start_training
+from spark_synth.pipeline import (
+    PRIVATE_DROPOUT,
+    SHARDS_PER_PROCESS,
+    TrainOutcome,
+    _auto_hidden,
+    check_target,
+    start_training,
+)
 from spark_synth.schema import quoted
-from spark_synth.sequences import PreparedLog, prepare_log, read_log
-from spark_synth.train.data import FlatSamples, SequenceSamples, load_codes, load_sequences
-from spark_synth.train.loop import TrainSettings, auto_batch_size, fit
+from spark_synth.sequences import LogSource, PreparedLog, prepare_log, read_log
+from spark_synth.train.data import assign_buckets, split_counts
+from spark_synth.train.loop import TrainSettings, auto_batch_size
 from spark_synth.train.private import dp_batch_size
+from spark_synth.train.rank import Phase, RankJob
+from spark_synth.workspace import Workspace
 
 SUBJECT_TIME_SHARE = 0.3  # at most this share of the budget goes to the subject model (it usually stops early)
 PRIVATE_SUBJECT_EPOCHS = 15  # under DP: every epoch of the subject model costs budget the events need
@@ -40,58 +48,64 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
     tracking_uri = start_training(config)
     source = read_log(spark, config)
     check_target(config, [c for c in source.subjects.columns if c != config.subject_key], "the subject columns")
-    work_dir = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
+    workspace = Workspace(config)
+    succeeded = False
     try:
-        prepared = prepare_log(config, source, work_dir)
-        subject_train, subject_val = load_codes(os.path.join(work_dir, "subjects"), prepared.subject_fields)
-        sequences_train, sequences_val = load_sequences(
-            os.path.join(work_dir, "subjects"), os.path.join(work_dir, "events"), prepared.subject_fields,
-            prepared.event_fields, prepared.sequence["max_length"], config.window)
+        outcome = _train(config, spark, source, workspace, tracking_uri, started)
+        succeeded = True
+        return outcome
     finally:
-        shutil.rmtree(work_dir, ignore_errors=True)  # encoded rows are training data: never left behind
+        workspace.close(succeeded)
+
+
+def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspace: Workspace, tracking_uri: str,
+           started: float) -> TrainOutcome:
+    processes = config.num_processes
+    prepared = prepare_log(config, source, workspace, SHARDS_PER_PROCESS * processes if processes > 1 else 1)
+    shards = assign_buckets(workspace.encoded_subjects, workspace.encoded_events, processes)
     subject_codec, event_codec = TableCodec(prepared.subject_stats), TableCodec(prepared.event_stats)
     if not subject_codec.sub_columns:
         raise SynthError(f"the subject table {source.subject_name} has no column to model besides its key.",
                          "Add subject attribute columns (the events are generated in their context).")
-    if len(subject_train) == 0:
+    n_train, n_val = split_counts([f for share in shards for f in share["subjects"]])
+    n_events = sum(pq.ParquetFile(f).metadata.num_rows for share in shards for f in share["events"])
+    if n_train == 0:
         raise SynthError("every subject fell into the validation split; too few subjects to train on.",
                          "Provide more subjects or lower validation_fraction.")
 
     release = prepared.release
-    torch.manual_seed(config.seed)
     dropout = config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT)
-    n_events = int(sequences_train.lengths.sum() + sequences_val.lengths.sum())
     # the unit: models are sized by subjects (under DP, by their noisy count)
-    n_subjects = prepared.subject_stats["n_rows"] if release else len(sequences_train) + len(sequences_val)
+    n_subjects = prepared.subject_stats["n_rows"] if release else n_train + n_val
     subject_config = ModelConfig(cardinalities=subject_codec.cardinalities, column_slices=subject_codec.column_slices,
-                                 hidden=config.hidden or _auto_hidden(n_subjects if release else len(subject_train)),
+                                 hidden=config.hidden or _auto_hidden(n_subjects if release else n_train),
                                  dropout=dropout)
-    subject_model = FlatARGN(subject_config)
     event_config = ModelConfig(cardinalities=event_codec.cardinalities, column_slices=event_codec.column_slices,
                                hidden=config.hidden or _auto_hidden(n_subjects), dropout=dropout)
     # under DP the state network has no dropout: exact per-sample norms then cost a second pass, not a loop
     sequence_config = SequenceModelConfig(subject_cardinalities=subject_codec.cardinalities, events=event_config,
                                           max_length=prepared.sequence["max_length"], dropout=0.0 if release else dropout)
-    sequence_model = SequenceARGN(sequence_config)
-    if not release:  # under DP every code the statistics released stays allowed
-        subject_model.set_seen_codes(torch.cat([subject_train, subject_val]))
-        sequence_model.events.set_seen_codes(_event_rows(sequences_train, sequences_val))
+    phases = _phases(config, prepared, subject_config, sequence_config, n_train, n_events, n_subjects)
+    settings = _settings(config, max(config.max_minutes - (time.monotonic() - started) / 60, 0.2))
 
-    params = _params(config, prepared, subject_config, event_config, len(subject_train), len(subject_val), n_events)
+    params = _params(config, prepared, subject_config, event_config, n_train, n_val, n_events)
     with tracking.training_run(config.experiment, params) as run:
+        job = RankJob(config.backend, shards, {"subjects": prepared.subject_fields, "events": prepared.event_fields},
+                      phases, settings, workspace.rank_output(), workspace.fingerprint, workspace.checkpoints,
+                      config.use_gpu, config.mixed_precision, threads_per_process(spark, config.backend), release,
+                      {"max_length": prepared.sequence["max_length"], "window": config.window})
+        trained = launch(spark, job, processes, on_epoch=lambda name: _log_epoch(f"{name}_"))
+        subject_model, sequence_model = FlatARGN(subject_config), SequenceARGN(sequence_config)
+        subject_model.load_state_dict(trained.states["subjects"])
+        sequence_model.load_state_dict(trained.states["events"])
+        subject_result, event_result = trained.results["subjects"], trained.results["events"]
+        privacy = None
         if release:
-            subject_result, event_result, privacy = _train_private(config, prepared, subject_model, subject_train,
-                                                                   sequence_model, sequences_train, started)
-        else:
-            privacy = None
-            subject_result = fit(subject_model, FlatSamples(subject_train), FlatSamples(subject_val),
-                                 _settings(config, config.max_minutes * SUBJECT_TIME_SHARE), on_epoch=_log_epoch("subjects_"))
-            remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
-            event_settings = _settings(config, remaining)
-            event_settings.batch_size = config.batch_size or subjects_per_batch(n_events, n_subjects)
-            event_result = fit(sequence_model, sequences_train, sequences_val, event_settings,
-                               on_epoch=_log_epoch("events_"))
-        meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id,
+            subject_model.forbid_codes(subject_codec.unreleased_codes())
+            sequence_model.events.forbid_codes(event_codec.unreleased_codes())
+            privacy = dp.privacy_report(release, [trained.private_steps["subjects"], trained.private_steps["events"]])
+        meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id, "backend": config.backend,
+                "num_processes": processes, "ranks": trained.ranks,
                 **{f"subjects_{k}": v for k, v in _result_meta(subject_result).items()},
                 **{f"events_{k}": v for k, v in _result_meta(event_result).items()}}
         if privacy:
@@ -106,6 +120,7 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
         try:
             metrics = {"subjects_epochs": float(subject_result.epochs), "events_epochs": float(event_result.epochs),
                        "train_seconds": subject_result.seconds + event_result.seconds,
+                       "events_samples_per_second": trained.samples_per_second["events"],
                        "max_sequence_length": float(prepared.sequence["max_length"])}
             if privacy:
                 metrics |= dp.privacy_metrics(privacy, ["subjects_", "events_"])
@@ -113,7 +128,7 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
                 metrics |= {"subjects_best_val_loss": subject_result.best_val_loss,
                             "events_best_val_loss": event_result.best_val_loss,
                             "orphan_events": float(prepared.orphan_events)}
-            quality = _evaluate(spark, generator, prepared, config, len(subject_val), privacy)
+            quality = _evaluate(spark, generator, prepared, config, trained.validation_rows, privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             sample = denormalized(*generator.sample(5, seed=config.seed), generator.sequence)
@@ -124,40 +139,28 @@ def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 
-def _train_private(config: TrainConfig, prepared: PreparedLog, subject_model: FlatARGN, subject_train: torch.Tensor,
-                   sequence_model: SequenceARGN, sequences_train: SequenceSamples, started: float):
-    """Both models with DP-SGD under one noise multiplier; the subject model gets few epochs with small
-    batches (a flat table learns fast), so most of the budget goes to the event sequences."""
-    left = max(config.max_minutes - (time.monotonic() - started) / 60, 0.2)
-    subjects = dp.PrivateModel(subject_model, FlatSamples(subject_train), left * SUBJECT_TIME_SHARE,
-                               min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS),
-                               config.batch_size or max(64, dp_batch_size(len(subject_train), False) // 8))
-    weights = prepared.length_weights or [0.0] + [1.0] * sequence_model.config.max_length
+def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig,
+            sequence_config: SequenceModelConfig, n_train: int, n_events: int, n_subjects: int) -> list[Phase]:
+    """The subject model, then the sequence model in the time left. Under DP both share one noise; the
+    subject model gets few epochs with small batches (a flat table learns fast), so most of the budget goes
+    to the event sequences."""
+    if not prepared.release:
+        return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE, config.batch_size, config.max_epochs),
+                Phase("events", sequence_config.to_dict(), None,
+                      config.batch_size or subjects_per_batch(n_events, n_subjects), config.max_epochs)]
+    weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
     window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
     weights = weights[:window] + [sum(weights[window:])]
-    events = dp.PrivateModel(sequence_model, sequences_train, None, config.max_epochs, config.batch_size,
-                             length_weights=weights)
-    release = prepared.release
-    subject_plan, event_plan = dp.plan_training(release, [subjects, events], left)
-    subject_result, subject_done = dp.train_private(subjects, subject_plan, _settings(config, subjects.minutes), release,
-                                                    on_epoch=_log_epoch("subjects_"))
-    remaining = max(config.max_minutes - (time.monotonic() - started) / 60, 0.1)
-    event_result, event_done = dp.train_private(events, event_plan, _settings(config, remaining), release,
-                                                on_epoch=_log_epoch("events_"))
-    subject_model.forbid_codes(TableCodec(prepared.subject_stats).unreleased_codes())
-    sequence_model.events.forbid_codes(TableCodec(prepared.event_stats).unreleased_codes())
-    return subject_result, event_result, dp.privacy_report(release, [subject_done, event_done])
+    return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
+                  config.batch_size or max(64, dp_batch_size(n_train, False) // 8),
+                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS)),
+            Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights)]
 
 
 def subjects_per_batch(n_events: int, n_subjects: int) -> int:
     """Batches sized by their events (as flat tables size theirs by rows), in whole subjects."""
     mean_length = max(n_events / max(n_subjects, 1), 1.0)
     return int(max(16, 2 ** round(math.log2(max(auto_batch_size(n_events) / mean_length, 1)))))
-
-
-def _event_rows(*parts: SequenceSamples) -> torch.Tensor:
-    rows = [p.event_codes[torch.arange(p.event_codes.shape[1])[None, :] < p.lengths[:, None]] for p in parts]
-    return torch.cat(rows).long()
 
 
 def _settings(config: TrainConfig, minutes: float) -> TrainSettings:
@@ -175,7 +178,7 @@ def _log_epoch(prefix: str):
 
 def _result_meta(result) -> dict[str, Any]:
     return {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "stopped_by": result.stopped_by, "train_seconds": round(result.seconds, 1)}
+            "stopped_by": result.stopped_by, "train_seconds": round(result.seconds, 1), "resumed_at": result.resumed_at}
 
 
 def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig, event_config: ModelConfig,

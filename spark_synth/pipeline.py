@@ -33,7 +33,7 @@ from spark_synth.spark import get_spark
 from spark_synth.split import with_split
 from spark_synth.train.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
 from spark_synth.train.loop import TrainSettings
-from spark_synth.train.rank import PrivateSpec, RankJob
+from spark_synth.train.rank import Phase, RankJob
 from spark_synth.workspace import Workspace
 
 FLAT_CHUNK = 100_000  # rows per chunk of a flat table
@@ -55,16 +55,13 @@ class TrainOutcome:
 def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
     """Train a generator on ``config.data`` (or an event log) and track it in MLflow; the source is only read."""
     spark = spark or get_spark(config.master)
+    check_backend(spark, config.backend, config.num_processes, config.use_gpu)
     if config.is_log:
-        if config.backend != "local":
-            raise SynthError(f"--backend {config.backend} trains flat tables; event logs train in one process for now.",
-                             "Leave out --backend (or use --backend local) for an event log.")
         from spark_synth.log_pipeline import train_log
 
         return train_log(config, spark)
     started = time.monotonic()
     tracking_uri = start_training(config)
-    check_backend(spark, config.backend, config.num_processes, config.use_gpu)
     workspace = Workspace(config)
     succeeded = False
     try:
@@ -94,27 +91,22 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
     params |= {"rows_noisy": n_rows} if release else {"train_rows": prepared.train_rows,
                                                       "validation_rows": prepared.validation_rows}
     with tracking.training_run(config.experiment, params) as run:
-        job = RankJob(config.backend, assign_shards(prepared.files, config.num_processes), prepared.fields,
-                      model_config.to_dict(), settings, workspace.rank_output(), workspace.fingerprint,
-                      workspace.checkpoints, config.use_gpu, config.mixed_precision,
-                      threads_per_process(spark, config.backend),
-                      PrivateSpec(release, config.batch_size, config.max_epochs) if release else None)
-        in_driver = config.backend == "local"
-        trained = launch(spark, job, config.num_processes, on_epoch=tracking.log_epoch if in_driver else None)
-        if not in_driver:  # workers cannot reach a local MLflow store: their epochs are logged afterwards
-            for record in trained.result.history:
-                tracking.log_epoch(record["epoch"], record)
+        phase = Phase("model", model_config.to_dict(), None, config.batch_size, config.max_epochs)
+        job = RankJob(config.backend, assign_shards(prepared.files, config.num_processes), {"rows": prepared.fields},
+                      [phase], settings, workspace.rank_output(), workspace.fingerprint, workspace.checkpoints,
+                      config.use_gpu, config.mixed_precision, threads_per_process(spark, config.backend), release)
+        trained = launch(spark, job, config.num_processes, on_epoch=lambda _: tracking.log_epoch)
         model = FlatARGN(model_config)
-        model.load_state_dict(trained.state)
-        result, privacy = trained.result, None
+        model.load_state_dict(trained.states["model"])
+        result, privacy = trained.results["model"], None
         if release:
             model.forbid_codes(codec.unreleased_codes())
-            privacy = dp.privacy_report(release, [trained.private_steps])
+            privacy = dp.privacy_report(release, [trained.private_steps["model"]])
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
                 "train_seconds": round(result.seconds, 1), "mlflow_run_id": run.info.run_id,
                 "backend": config.backend, "num_processes": config.num_processes,
-                "resumed_at": result.resumed_at, "samples_per_second": round(trained.samples_per_second, 1),
+                "resumed_at": result.resumed_at, "samples_per_second": round(trained.samples_per_second["model"], 1),
                 "ranks": trained.ranks}
         if privacy:
             meta["privacy"] = privacy
@@ -123,7 +115,7 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
         generator.save(config.model_dir)
         try:
             metrics = {"epochs": float(result.epochs), "train_seconds": result.seconds,
-                       "samples_per_second": trained.samples_per_second}
+                       "samples_per_second": trained.samples_per_second["model"]}
             if privacy:
                 metrics |= dp.privacy_metrics(privacy, [""])
             else:

@@ -7,7 +7,6 @@ statistics (distinct subjects), and the protected maximum sequence length.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from spark_synth import dp
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import TrainConfig
 from spark_synth.dp import StatsRelease
-from spark_synth.encode import encode_to_shards
+from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, gap_type
 from spark_synth.encoding.protect import K_MAX, draw_k
@@ -31,6 +30,7 @@ from spark_synth.private_stats import histograms_of, private_statistics, release
 from spark_synth.schema import ColumnPlan, plan_columns, quoted
 from spark_synth.split import BUCKETS
 from spark_synth.train.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
+from spark_synth.workspace import Workspace
 
 KEY_TYPES = ("string", "tinyint", "smallint", "int", "bigint")
 LENGTH_K_INDEX = 10_000  # draw_k index of the sequence length (apart from the column indices)
@@ -128,8 +128,12 @@ def _require_column(df: DataFrame, column: str, name: str, flag: str) -> None:
                          f"Pass the right column name to {flag}.")
 
 
-def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> PreparedLog:
-    """Analyze both tables with the subject as the unit, and encode them to shards under ``work_dir``."""
+def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, buckets: int = 1) -> PreparedLog:
+    """Analyze both tables with the subject as the unit, and encode them to shards in the workspace (in
+    ``buckets`` groups of whole subjects, one directory per group, when several ranks share them).
+
+    A resumed training reuses the statistics it saved: under DP they are released once.
+    """
     key, fk, order = config.subject_key, config.foreign_key, config.order_by
     subject_settings = {c: s for c, s in config.columns.items() if c in source.subjects.columns}
     event_settings = {c: s for c, s in config.columns.items() if c in source.events.columns and c not in (fk, order)}
@@ -153,22 +157,29 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
         derived_plans = _sequenced_events(events, event_plans, config, 1)[1]  # lazy: only the plans are used
         release = dp.plan_statistics(dp.budget_for(config, source.n_subjects, "subjects"),
                                      [subject_plans, derived_plans], extra_partitions=len(histograms_of(LENGTH_PLAN)))
+    saved = workspace.saved_stats()
+    if saved:
+        subject_stats, event_stats = saved["subject_stats"], saved["event_stats"]
+        max_length, length_weights = saved["max_length"], saved["length_weights"]
+    elif release:
         subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
                                            release.noisy(source.n_subjects))
         max_length, length_weights = _private_max_length(source, config, release)
     else:
         subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
         max_length = _max_length(source, config)
-    subject_stats["excluded"] = [c for c in source.subjects.columns if c not in {p.name for p in subject_plans}]
-
     sequenced, event_plans, order_info = _sequenced_events(events, event_plans, config, max_length)
-    if release:
-        event_stats = private_statistics(sequenced, event_plans, release.noise_std, release.threshold, None, unit=fk,
-                                         noisy_units=subject_stats["n_rows"])
-    else:
-        event_stats = analyze(sequenced, event_plans, config.seed + 1, source.event_name, unit=fk)
-    event_stats["excluded"] = [c for c in source.events.columns
-                               if c not in {p.name for p in event_plans} | {fk, order}]
+    if not saved:
+        subject_stats["excluded"] = [c for c in source.subjects.columns if c not in {p.name for p in subject_plans}]
+        if release:
+            event_stats = private_statistics(sequenced, event_plans, release.noise_std, release.threshold, None,
+                                             unit=fk, noisy_units=subject_stats["n_rows"])
+        else:
+            event_stats = analyze(sequenced, event_plans, config.seed + 1, source.event_name, unit=fk)
+        event_stats["excluded"] = [c for c in source.events.columns
+                                   if c not in {p.name for p in event_plans} | {fk, order}]
+        workspace.save_stats({"subject_stats": subject_stats, "event_stats": event_stats, "max_length": max_length,
+                              "length_weights": length_weights})
     sequence = {"subject_key": key, "foreign_key": fk, "foreign_key_type": source.events.schema[fk].dataType.simpleString(),
                 "order_by": order, "max_length": max_length, "event_columns": list(source.events.columns),
                 **order_info}
@@ -178,10 +189,14 @@ def prepare_log(config: TrainConfig, source: LogSource, work_dir: str) -> Prepar
 
     subject_split = _subject_flag(col(key), config)
     flagged = subjects.withColumn(SPLIT_COLUMN, subject_split).withColumn(SUBJECT_ID, _subject_id(col(key), config))
-    subject_fields = encode_to_shards(flagged, subject_stats, os.path.join(work_dir, "subjects"),
-                                      ((SUBJECT_ID, "bigint"), (SPLIT_COLUMN, "boolean")))
-    event_fields = encode_to_shards(sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config)), event_stats,
-                                    os.path.join(work_dir, "events"), ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")))
+    subject_dir, event_dir = workspace.encoded_subjects, workspace.encoded_events
+    if workspace.has_encoded:  # a resumed training: the shards of the first attempt are complete
+        subject_fields, event_fields = sub_column_fields(TableCodec(subject_stats)), sub_column_fields(TableCodec(event_stats))
+    else:  # the subjects first, the events last: the events' _SUCCESS marks both complete
+        subject_fields = encode_to_shards(flagged, subject_stats, subject_dir,
+                                          ((SUBJECT_ID, "bigint"), (SPLIT_COLUMN, "boolean")), buckets)
+        event_fields = encode_to_shards(sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config)), event_stats,
+                                        event_dir, ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")), buckets)
     event_split = _subject_flag(col(fk), config)
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,
                        subjects.where(~subject_split), events.where(~event_split),

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from typing import Any
@@ -62,19 +63,29 @@ class Workspace:
         os.replace(path + ".partial", path)
 
     @property
+    def encoded_subjects(self) -> str:
+        return os.path.join(self.encoded, "subjects")
+
+    @property
+    def encoded_events(self) -> str:
+        return os.path.join(self.encoded, "events")
+
+    @property
     def has_encoded(self) -> bool:
-        """Spark writes ``_SUCCESS`` last: shards without it are from an interrupted encoding."""
-        return os.path.isfile(os.path.join(self.encoded, "_SUCCESS"))
+        """Spark writes ``_SUCCESS`` last: shards without it are from an interrupted encoding (an event log's
+        events are encoded after its subjects)."""
+        return any(os.path.isfile(os.path.join(d, "_SUCCESS")) for d in (self.encoded, self.encoded_events))
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def close(self, succeeded: bool) -> None:
         """Remove everything after success, or after a failure that cannot be resumed."""
-        if succeeded or not self.resumable:
-            self.remove()
-        elif os.path.isdir(self.checkpoints or ""):
-            print(f"training stopped; rerun the same command to resume from the checkpoint in {self.root}")
+        if succeeded or not self.resumable or not os.path.isfile(os.path.join(self.root, STATS_FILE)):
+            self.remove()  # nothing to resume before the statistics exist
+        else:
+            print(f"training stopped; rerun the same command to resume from the checkpoint in {self.root}",
+                  file=sys.stderr)
 
 
 def fingerprint(config: TrainConfig) -> str:

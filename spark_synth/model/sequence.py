@@ -74,7 +74,7 @@ class SequenceARGN(nn.Module):
     # ---- pieces shared by training and generation -------------------------------------
     def subject_context(self, subject_codes: torch.Tensor) -> torch.Tensor:
         parts = [emb(subject_codes[:, i]) for i, emb in enumerate(self.subject_embeddings)]
-        parts.append(torch.ones(subject_codes.shape[0], 1))
+        parts.append(torch.ones(subject_codes.shape[0], 1, device=subject_codes.device))
         return self.context(torch.cat(parts, dim=1))
 
     def embed_events(self, codes: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,7 @@ class SequenceARGN(nn.Module):
         inputs = torch.cat([self.start.expand(batch, 1, -1), inputs], dim=1)
         initial = torch.tanh(self.initial_state(context)).unsqueeze(0)
         history, _ = self.gru(inputs, initial)  # history[:, t] summarises the events before step t
-        position = starts[:, None] + torch.arange(window)[None, :]
+        position = starts[:, None] + torch.arange(window, device=starts.device)[None, :]
         valid = position < lengths[:, None]
         remaining = (lengths[:, None] - position).clamp(min=0)
         state = self.step_state(context.unsqueeze(1).expand(-1, window, -1), history, position, remaining)
@@ -124,7 +124,7 @@ class SequenceARGN(nn.Module):
             rows = self.events(event_codes.reshape(batch * window, -1), before, context=state.reshape(batch * window, -1))
             return length_loss + (rows.view(batch, window) * valid).sum(dim=1)
         rows = self.events(event_codes[valid], before, context=state[valid])
-        event_loss = torch.zeros(batch).index_add_(0, valid.nonzero()[:, 0], rows)
+        event_loss = torch.zeros(batch, device=rows.device).index_add_(0, valid.nonzero()[:, 0], rows)
         return length_loss + event_loss
 
     # ---- generation -------------------------------------------------------------------

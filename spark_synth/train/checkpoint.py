@@ -15,34 +15,56 @@ import torch
 
 from spark_synth.errors import SynthError
 
-CHECKPOINT_FILE = "checkpoint.pt"
-
 
 class Checkpointer:
-    def __init__(self, directory: str, fingerprint: str, writer: bool) -> None:
+    """The checkpoints of one training phase (one model): ``NAME.pt`` while it trains, ``NAME.done.pt``
+    once it finished, and the DP plan of the whole job in ``plan.pt``."""
+
+    def __init__(self, directory: str, fingerprint: str, writer: bool, name: str = "model") -> None:
         self.directory = directory
         self.fingerprint = fingerprint
         self.writer = writer
-        self.path = os.path.join(directory, CHECKPOINT_FILE)
+        self.path = os.path.join(directory, f"{name}.pt")
+        self.done_path = os.path.join(directory, f"{name}.done.pt")
+        self.plan_path = os.path.join(directory, "plan.pt")
 
     def load(self) -> dict[str, Any] | None:
-        """The last checkpoint of this job, or None when there is none yet."""
-        if not os.path.isfile(self.path):
+        """The last checkpoint of this phase, or None when there is none yet."""
+        return self._read(self.path)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self._write(self.path, state)
+
+    def load_done(self) -> dict[str, Any] | None:
+        return self._read(self.done_path)
+
+    def save_done(self, state: dict[str, Any]) -> None:
+        self._write(self.done_path, state)
+
+    def load_plan(self) -> dict[str, list[float]] | None:
+        saved = self._read(self.plan_path)
+        return saved["plans"] if saved else None
+
+    def save_plan(self, plans: dict[str, list[float]]) -> None:
+        self._write(self.plan_path, {"plans": plans})
+
+    def _read(self, path: str) -> dict[str, Any] | None:
+        if not os.path.isfile(path):
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file: never guess
-            raise SynthError(f"the checkpoint {self.path} cannot be read ({exc}).",
+            raise SynthError(f"the checkpoint {path} cannot be read ({exc}).",
                              "Remove the checkpoint directory to train from the start.") from exc
         if state.get("fingerprint") != self.fingerprint:
             raise SynthError(f"the checkpoint in {self.directory} belongs to a different training (other data, "
                              "model or settings).", "Remove it, or choose another --checkpoint-dir.")
         return state
 
-    def save(self, state: dict[str, Any]) -> None:
+    def _write(self, path: str, state: dict[str, Any]) -> None:
         if not self.writer:
             return
         os.makedirs(self.directory, exist_ok=True)
-        partial = self.path + ".partial"
+        partial = path + ".partial"
         torch.save({**state, "fingerprint": self.fingerprint}, partial)
-        os.replace(partial, self.path)
+        os.replace(partial, path)

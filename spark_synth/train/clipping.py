@@ -74,7 +74,7 @@ def sequence_per_sample_norms(model: SequenceARGN, batch: tuple[torch.Tensor, ..
     owner, slot = where[:, 0], where[:, 0] * window + where[:, 1]
     trace: dict[str, torch.Tensor] = {}
     rows = heads(event_codes[valid], before, context=state[valid], trace=trace)
-    losses = length_loss + torch.zeros(n).index_add(0, owner, rows)
+    losses = length_loss + torch.zeros(n, device=rows.device).index_add(0, owner, rows)
     x, pre, normed, hidden, logits = (trace[k] for k in ("inputs", "pre", "normed", "hidden", "logits"))
     g_state, g_x, g_pre, g_normed, g_logits = torch.autograd.grad(
         losses.sum(), [state, x, pre, normed, logits], retain_graph=True)
@@ -93,8 +93,8 @@ def sequence_per_sample_norms(model: SequenceARGN, batch: tuple[torch.Tensor, ..
     offsets, base = heads.embed_offsets, heads.embed_offsets[-1]
     input_grams = torch.stack([gram(inputs[..., offsets[k]:offsets[k + 1]]) + gram(inputs[..., base + k:base + k + 1])
                                for k in range(heads.n_sub)])  # (S, n, W, W), the known bit included
-    squared = torch.zeros(n)
-    pre_grams = torch.zeros(n, window, window)
+    squared = torch.zeros(n, device=rows.device)
+    pre_grams = torch.zeros(n, window, window, device=rows.device)
     for j in range(heads.n_sub):  # per head: w1 (masked inputs x pre-activation grads) and w2 (hidden x logit grads)
         pre_gram = gram(laid_out(g_pre[j]))
         pre_grams += pre_gram

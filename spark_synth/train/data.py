@@ -16,6 +16,7 @@ from spark_synth.errors import SynthError
 SPLIT_COLUMN = "__validation"
 SUBJECT_ID = "__subject"  # a 64-bit hash of the subject key, linking encoded subjects and events
 STEP_COLUMN = "__step"  # an event's position in its subject's sequence
+BUCKET = "__bucket"  # the group of whole subjects an encoded event-log row belongs to (directories BUCKET=k)
 
 
 def shard_files(directory: str) -> list[str]:
@@ -24,17 +25,37 @@ def shard_files(directory: str) -> list[str]:
     return [f for f in files if not os.path.basename(f).startswith(("_", "."))]
 
 
-def assign_shards(files: list[str], ranks: int) -> list[list[str]]:
-    """Disjoint lists of files, one per rank, with rows as even as whole files allow (largest first to the
-    lightest rank); row counts come from the Parquet footers, no data is read."""
-    sizes = [(pq.ParquetFile(f).metadata.num_rows, f) for f in files]
+def balance(weights: dict[str, int], ranks: int) -> list[list[str]]:
+    """The keys in ``ranks`` disjoint lists of near-equal total weight (heaviest first, to the lightest rank)."""
     shares: list[list[str]] = [[] for _ in range(ranks)]
-    rows = [0] * ranks
-    for size, path in sorted(sizes, key=lambda t: (-t[0], t[1])):
-        lightest = rows.index(min(rows))
-        shares[lightest].append(path)
-        rows[lightest] += size
+    load = [0] * ranks
+    for key, weight in sorted(weights.items(), key=lambda t: (-t[1], t[0])):
+        lightest = load.index(min(load))
+        shares[lightest].append(key)
+        load[lightest] += weight
     return [sorted(share) for share in shares]
+
+
+def assign_shards(files: list[str], ranks: int) -> list[dict[str, list[str]]]:
+    """Each rank's files of a flat table, balanced by their row counts (Parquet footers: no data is read)."""
+    return [{"rows": share} for share in balance({f: _rows(f) for f in files}, ranks)]
+
+
+def assign_buckets(subject_dir: str, event_dir: str, ranks: int) -> list[dict[str, list[str]]]:
+    """Each rank's subject and event files of an event log: whole buckets (subjects with all their events),
+    balanced by their events. Unbucketed shards (one rank) all go to that rank."""
+    buckets = sorted(d for d in os.listdir(subject_dir) if d.startswith(BUCKET + "="))
+    if not buckets:
+        return [{"subjects": shard_files(subject_dir), "events": shard_files(event_dir)}]
+    events = {b: shard_files(os.path.join(event_dir, b)) if os.path.isdir(os.path.join(event_dir, b)) else []
+              for b in buckets}
+    weights = {b: sum(_rows(f) for f in events[b]) + 1 for b in buckets}
+    return [{"subjects": [f for b in share for f in shard_files(os.path.join(subject_dir, b))],
+             "events": [f for b in share for f in events[b]]} for share in balance(weights, ranks)]
+
+
+def _rows(path: str) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def split_counts(files: list[str]) -> tuple[int, int]:
@@ -47,10 +68,10 @@ def split_counts(files: list[str]) -> tuple[int, int]:
     return train, val
 
 
-def load_codes(directory: str, sub_columns: list[str], files: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train codes, validation codes) as int64 tensors of shape (rows, sub-columns)."""
+def load_codes(sub_columns: list[str], files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train codes, validation codes) as int64 tensors of shape (rows, sub-columns), from these shards."""
     train_parts, val_parts = [], []
-    for path in files if files is not None else shard_files(directory):
+    for path in files:
         table = pq.read_table(path, columns=[*sub_columns, SPLIT_COLUMN])
         if table.num_rows == 0:
             continue
@@ -124,22 +145,26 @@ class SequenceSamples:
         return SequenceSamples(self.subject_codes[:n], self.event_codes[:n], self.lengths[:n], self.window)
 
 
-def load_sequences(subject_dir: str, event_dir: str, subject_fields: list[str], event_fields: list[str],
-                   max_length: int, window: int) -> tuple[SequenceSamples, SequenceSamples]:
-    """(train, validation) subjects with their events, from encoded shards linked by ``SUBJECT_ID``.
+def load_sequences(subject_files: list[str], event_files: list[str], subject_fields: list[str],
+                   event_fields: list[str], max_length: int, window: int) -> tuple[SequenceSamples, SequenceSamples]:
+    """(train, validation) subjects with their events, from encoded shards linked by ``SUBJECT_ID`` (the
+    event files hold the events of these subjects, and may hold others': those are left out).
 
     Subjects come in a canonical order (by codes, then id), so training does not depend on file layout.
     """
-    subjects = _read(subject_dir, [SUBJECT_ID, *subject_fields, SPLIT_COLUMN])
+    subjects = _read(subject_files, [SUBJECT_ID, *subject_fields, SPLIT_COLUMN])
     ids = subjects[SUBJECT_ID]
     codes = np.stack([subjects[f] for f in subject_fields], axis=1) if subject_fields else np.zeros((len(ids), 0), np.int32)
     order = np.lexsort([ids, *codes.T[::-1]])
     ids, codes, is_val = ids[order], codes[order], subjects[SPLIT_COLUMN][order].astype(bool)
     if len(np.unique(ids)) != len(ids):
         raise SynthError("two subject keys hash to the same internal id.", "Train again with another --seed.")
-    events = _read(event_dir, [SUBJECT_ID, STEP_COLUMN, *event_fields])
+    events = _read(event_files, [SUBJECT_ID, STEP_COLUMN, *event_fields])
     by_id = np.argsort(ids)
-    owner = by_id[np.searchsorted(ids[by_id], events[SUBJECT_ID])]
+    found = np.searchsorted(ids[by_id], events[SUBJECT_ID]).clip(max=max(len(ids) - 1, 0))
+    known = ids[by_id][found] == events[SUBJECT_ID] if len(ids) else np.zeros(len(found), dtype=bool)
+    events = {k: v[known] for k, v in events.items()}
+    owner = by_id[found[known]]
     padded = np.zeros((len(ids), max_length, len(event_fields)), dtype=np.int16)
     if event_fields:
         padded[owner, events[STEP_COLUMN]] = np.stack([events[f] for f in event_fields], axis=1)
@@ -152,8 +177,14 @@ def load_sequences(subject_dir: str, event_dir: str, subject_fields: list[str], 
     return part(~is_val), part(is_val)
 
 
-def _read(directory: str, columns: list[str]) -> dict[str, np.ndarray]:
-    tables = [pq.read_table(path, columns=columns) for path in shard_files(directory)]
+def event_rows(*parts: SequenceSamples) -> torch.Tensor:
+    """Every real event's codes (no padding), as rows."""
+    rows = [p.event_codes[torch.arange(p.event_codes.shape[1])[None, :] < p.lengths[:, None]] for p in parts]
+    return torch.cat(rows).long()
+
+
+def _read(files: list[str], columns: list[str]) -> dict[str, np.ndarray]:
+    tables = [pq.read_table(path, columns=columns) for path in files]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return {c: np.zeros(0, dtype=np.int64) for c in columns}

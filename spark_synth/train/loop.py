@@ -62,6 +62,7 @@ class Placement:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     mixed_precision: bool = False  # bf16 autocast on CUDA (not under DP: clipping needs exact norms)
     checkpointer: Checkpointer | None = None
+    phase: str = "model"  # which model of the job this is (an event log trains "subjects", then "events")
 
     @property
     def shows_progress(self) -> bool:
@@ -121,14 +122,14 @@ def fit(
         best_loss, best_epoch, best_state = saved["best_loss"], saved["best_epoch"], saved["best_state"]
         history, first_epoch, spent = saved["history"], saved["epoch"] + 1, saved["elapsed_s"]
     deadline = start + settings.max_minutes * 60 - spent  # a resumed run gets what the killed one left
-    bar = _progress(settings, place, None, "epoch")
+    bar = progress_bar(settings, place, None, "epoch")
     epoch = first_epoch - 1
     for epoch in range(first_epoch, settings.max_epochs + 1):
         model.train()
         permutation = torch.randperm(len(train_samples), generator=local)
         total, out_of_time, samples = 0.0, False, 0.0
         for step in range(steps_per_epoch):
-            maybe_kill(group.rank, (epoch - 1) * steps_per_epoch + step)
+            maybe_kill(group.rank, (epoch - 1) * steps_per_epoch + step, place.phase)
             index = permutation[step * local_batch : (step + 1) * local_batch]
             if torch.rand(1, generator=orders).item() < settings.canonical_order_share:
                 before = canonical
@@ -181,7 +182,7 @@ def fit(
                        resumed_at=first_epoch - 1)
 
 
-def _progress(settings: TrainSettings, place: Placement, total: int | None, unit: str) -> tqdm:
+def progress_bar(settings: TrainSettings, place: Placement, total: int | None, unit: str) -> tqdm:
     """One progress bar, on rank 0; in logs (CI, spark-submit) one line every 30 s is enough."""
     interactive = sys.stderr.isatty()
     return tqdm(total=total, disable=not (settings.progress and place.shows_progress), unit=unit,

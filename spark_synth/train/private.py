@@ -27,7 +27,7 @@ from spark_synth.privacy.budget import epsilon_of
 from spark_synth.train.clipping import clipped_gradient_sum
 from spark_synth.train.data import FlatSamples, Samples, SequenceSamples
 from spark_synth.train.faults import maybe_kill
-from spark_synth.train.loop import Placement, TrainResult, TrainSettings, _progress, heads
+from spark_synth.train.loop import Placement, TrainResult, TrainSettings, heads, progress_bar
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate
 PROBE_STEPS, PROBE_WARMUP, PROBE_WARMUP_SECONDS = 5, 3, 3.0
@@ -77,8 +77,9 @@ def seconds_per_step(model: torch.nn.Module, batch_size: int, length_weights: li
     argn = heads(probe)
     before = argn.precedence(argn.sub_order(list(range(len(argn.config.column_slices))))).to(place.device)
     probe.train()
+    noise = torch.Generator(device=place.device).manual_seed(0)  # Opacus draws the noise where the weights are
     optimizer = group.dp_optimizer(torch.optim.AdamW(probe.parameters(), lr=1e-3), 1.0, 1.0, batch_size,
-                                   generator)  # steps cost their update (and the exchange) too
+                                   noise)  # steps cost their update (and the exchange) too
     timings: list[float] = []
     warm_until = time.monotonic() + PROBE_WARMUP_SECONDS
     # the first steps pay for allocations and waking threads: warm up for a few seconds, then time;
@@ -154,14 +155,14 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     deadline = start + settings.max_minutes * 60 - spent_s
     sampler = UniformWithReplacementSampler(num_samples=max(n, 1), sample_rate=plan.sample_rate, generator=secret,
                                             steps=plan.steps - taken)
-    bar = _progress(settings, place, plan.steps, "step")
+    bar = progress_bar(settings, place, plan.steps, "step")
     bar.update(taken)
     model.train()
     for indices in sampler:
         if group.any(time.monotonic() > deadline):
             stopped_by = "time_budget"
             break
-        maybe_kill(group.rank, taken)
+        maybe_kill(group.rank, taken, place.phase)
         if torch.rand(1, generator=orders).item() < settings.canonical_order_share:
             before = canonical
         else:

@@ -1,10 +1,11 @@
 """One training process of a data-parallel job (or the only one): what every backend runs.
 
-A rank connects to the others, reads its own disjoint encoded shards, builds the model from its
-JSON config (every rank starts from rank 0's weights), trains with the shared loops, and writes
-what the driver collects to ``output_dir``: every rank a digest of its final weights (the driver
-checks they agree), rank 0 the weights and the training result. No Spark here: TorchDistributor
-and Horovod call :func:`run_rank` in their worker processes, the local backend in the driver.
+A rank connects to the others, reads its own disjoint encoded shards, builds each model from its
+JSON config (every rank starts from rank 0's weights) and trains the job's phases in order with the
+shared loops: a flat table's one model, or an event log's subject model then its sequence model.
+It writes what the driver collects to ``output_dir``: every rank a digest of its final weights (the
+driver checks they agree), rank 0 the weights and the results. No Spark here: TorchDistributor and
+Horovod call :func:`run_rank` in their worker processes, the local backend in the driver.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -21,22 +23,38 @@ from safetensors.torch import save_file
 from spark_synth import dp
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
+from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 from spark_synth.train.checkpoint import Checkpointer
 from spark_synth.train.collective import Collective, HorovodCollective, TorchCollective
-from spark_synth.train.data import FlatSamples, load_codes
-from spark_synth.train.loop import Placement, TrainSettings, fit
+from spark_synth.train.data import (
+    FlatSamples,
+    Samples,
+    SequenceSamples,
+    event_rows,
+    load_codes,
+    load_sequences,
+)
+from spark_synth.train.loop import Placement, TrainResult, TrainSettings, fit
 from spark_synth.train.private import PrivateSteps
 
-WEIGHTS_FILE, RESULT_FILE = "weights.safetensors", "result.json"
+RESULT_FILE = "result.json"
+MIN_PHASE_MINUTES = 0.1
 
 
 @dataclass
-class PrivateSpec:
-    """DP-SGD inputs: the statistics release (its budget and noise) and the batch and epoch limits."""
+class Phase:
+    """One model to train: ``model`` (a flat table), or ``subjects`` then ``events`` (an event log)."""
 
-    release: dp.StatsRelease
-    batch_size: int | None
+    name: str
+    model_config: dict[str, Any]  # ModelConfig, or SequenceModelConfig for ``events``
+    time_share: float | None  # at most this share of the time left; None: all of it
+    batch_size: int | None  # the global (DP: expected) batch; None: sized to the data
     max_epochs: int
+    length_weights: list[float] | None = None  # DP timing probe of a sequence model: its length distribution
+
+    @property
+    def weights_file(self) -> str:
+        return f"weights-{self.name}.safetensors"
 
 
 @dataclass
@@ -44,21 +62,25 @@ class RankJob:
     """One training, as every rank receives it: picklable, and free of Spark objects."""
 
     backend: str  # local | torch-distributor | horovod
-    shards: list[list[str]]  # encoded Parquet files, one disjoint list per rank
-    fields: list[str]
-    model_config: dict[str, Any]
-    settings: TrainSettings
+    shards: list[dict[str, list[str]]]  # per rank, disjoint encoded Parquet files: {"rows"} or {"subjects", "events"}
+    fields: dict[str, list[str]]  # encoded field names per table
+    phases: list[Phase]
+    settings: TrainSettings  # max_minutes: the whole job's budget
     output_dir: str
     fingerprint: str
     checkpoint_dir: str | None = None
     use_gpu: bool = False
     mixed_precision: bool = True
     threads: int | None = None  # torch threads per process; None: this host's cores shared by its ranks
-    private: PrivateSpec | None = None
+    release: dp.StatsRelease | None = None  # under DP: the statistics release (budget, noise)
+    sequence: dict[str, int] | None = None  # event logs: {"max_length", "window"}
 
 
 def run_rank(job: RankJob, on_epoch=None) -> dict[str, Any]:
-    """Train this process's part; returns rank-independent facts (the files hold the rest)."""
+    """Train this process's part; returns rank-independent facts (the files hold the rest).
+
+    ``on_epoch(phase name)`` gives the per-epoch callback of a phase (the local backend logs to MLflow live).
+    """
     group = connect(job.backend, job.use_gpu)
     try:
         return _train(job, group, on_epoch)
@@ -91,51 +113,132 @@ def _device(use_gpu: bool) -> torch.device:
 
 
 def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
+    started = time.monotonic()
     if len(job.shards) != group.world_size:
         raise SynthError(f"the job was split for {len(job.shards)} processes but {group.world_size} started.",
                          "Check --num-processes against the slots Spark gives the job.")
     torch.set_num_threads(job.threads or max(1, (os.cpu_count() or 1) // group.local_world_size))
-    mine = job.shards[group.rank]
-    missing = [f for f in mine if not os.path.isfile(f)]
-    if missing:
-        raise SynthError(f"rank {group.rank} on {os.uname().nodename} cannot see its encoded shard {missing[0]}.",
-                         "Set --work-dir to storage every worker mounts (on Databricks a /Volumes/... path).")
-    train_codes, val_codes = load_codes("", job.fields, files=mine)
+    samples = _load(job, job.shards[group.rank], group.rank)
     device = _device(job.use_gpu)
     torch.manual_seed(job.settings.seed)
-    model = FlatARGN(ModelConfig(**job.model_config)).to(device)
-    checkpointer = Checkpointer(job.checkpoint_dir, job.fingerprint, group.rank == 0) if job.checkpoint_dir else None
-    place = Placement(group, device, job.mixed_precision and job.private is None, checkpointer)
-    counts = group.all_reduce_sum(torch.tensor([len(train_codes), len(val_codes)], dtype=torch.float64))
-    n_train, n_val = int(counts[0]), int(counts[1])
-    if job.private is None:  # codes absent from the whole table are never generated
-        model.set_seen_counts(group.all_reduce_sum(model.code_counts(torch.cat([train_codes, val_codes]))))
-    group.broadcast_parameters(model)
-    steps = None
-    if job.private:
-        spec = job.private
-        private = dp.PrivateModel(model, FlatSamples(train_codes), job.settings.max_minutes, spec.max_epochs,
-                                  spec.batch_size, total_samples=n_train)
-        saved = checkpointer.load() if checkpointer else None
-        if saved:  # a resumed run keeps its plan: the noise was calibrated for exactly these steps
-            plan = PrivateSteps(*saved["plan"])
+    models = {p.name: _build(p).to(device) for p in job.phases}
+    counts = {name: [int(v) for v in group.all_reduce_sum(torch.tensor([len(t), len(v)], dtype=torch.float64))]
+              for name, (t, v) in samples.items()}
+    if job.release is None:  # codes absent from the whole table are never generated
+        for name, model in models.items():
+            argn, rows = _seen_rows(model, *samples[name])
+            argn.set_seen_counts(group.all_reduce_sum(argn.code_counts(rows)))
+    for model in models.values():
+        group.broadcast_parameters(model)
+
+    writer = group.rank == 0
+    checkpoint = {p.name: Checkpointer(job.checkpoint_dir, job.fingerprint, writer, p.name) for p in job.phases} \
+        if job.checkpoint_dir else {}
+    plans = _plans(job, models, samples, counts, group, device, checkpoint) if job.release else {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    spent = 0.0  # minutes the phases before took, resumed ones included
+    for phase in job.phases:
+        done = checkpoint[phase.name].load_done() if checkpoint else None
+        if done:  # finished before a failure: its weights and result stand
+            models[phase.name].load_state_dict(done["model"])
+            outcomes[phase.name] = done["outcome"]
+            spent += done["outcome"]["result"]["seconds"] / 60
+            continue
+        left = max(job.settings.max_minutes - spent, MIN_PHASE_MINUTES)
+        minutes = left * phase.time_share if phase.time_share else left
+        settings = replace(job.settings, max_minutes=minutes, max_epochs=phase.max_epochs, batch_size=phase.batch_size)
+        place = Placement(group, device, job.mixed_precision and job.release is None, checkpoint.get(phase.name),
+                          phase.name)
+        callback = on_epoch(phase.name) if on_epoch else None
+        model, (train, val) = models[phase.name], samples[phase.name]
+        steps = None
+        if job.release:
+            private = dp.PrivateModel(model, train, minutes, phase.max_epochs, phase.batch_size,
+                                      total_samples=counts[phase.name][0])
+            result, steps = dp.train_private(private, plans[phase.name], settings, job.release, callback, place)
         else:
-            plan = dp.plan_training(spec.release, [private], job.settings.max_minutes, place)[0]
-        result, steps = dp.train_private(private, plan, job.settings, spec.release, on_epoch, place)
-    else:
-        result = fit(model, FlatSamples(train_codes), FlatSamples(val_codes), job.settings, on_epoch, place)
+            result = fit(model, train, val, settings, callback, place)
+        outcomes[phase.name] = _outcome(result, steps, counts[phase.name][0])
+        spent += result.seconds / 60
+        if checkpoint:
+            checkpoint[phase.name].save_done({"model": model.state_dict(), "outcome": outcomes[phase.name]})
+    return _report(job, group, device, models, samples, counts, outcomes, time.monotonic() - started)
+
+
+def _load(job: RankJob, mine: dict[str, list[str]], rank: int) -> dict[str, tuple[Samples, Samples]]:
+    """(training, validation) samples per phase, from this rank's files only."""
+    for path in (f for files in mine.values() for f in files):
+        if not os.path.isfile(path):
+            raise SynthError(f"rank {rank} on {os.uname().nodename} cannot see its encoded shard {path}.",
+                             "Set --work-dir (or --checkpoint-dir) to storage every worker mounts "
+                             "(on Databricks a /Volumes/... path).")
+    if job.sequence is None:
+        train, val = load_codes(job.fields["rows"], mine["rows"])
+        return {"model": (FlatSamples(train), FlatSamples(val))}
+    subject_train, subject_val = load_codes(job.fields["subjects"], mine["subjects"])
+    sequences = load_sequences(mine["subjects"], mine["events"], job.fields["subjects"], job.fields["events"],
+                               job.sequence["max_length"], job.sequence["window"])
+    return {"subjects": (FlatSamples(subject_train), FlatSamples(subject_val)), "events": sequences}
+
+
+def _build(phase: Phase) -> torch.nn.Module:
+    if phase.name == "events":
+        return SequenceARGN(SequenceModelConfig(**phase.model_config))
+    return FlatARGN(ModelConfig(**phase.model_config))
+
+
+def _seen_rows(model: torch.nn.Module, train: Samples, val: Samples) -> tuple[FlatARGN, torch.Tensor]:
+    """The any-order network whose codes are masked, and the code rows it learns from (all splits)."""
+    if isinstance(model, SequenceARGN):
+        assert isinstance(train, SequenceSamples) and isinstance(val, SequenceSamples)
+        return model.events, event_rows(train, val)
+    return model, torch.cat([train.codes, val.codes])
+
+
+def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, tuple[Samples, Samples]],
+           counts: dict[str, list[int]], group: Collective, device: torch.device,
+           checkpoint: dict[str, Checkpointer]) -> dict[str, PrivateSteps]:
+    """DP-SGD steps per phase and one noise for all. A resumed job keeps the plan it made: the noise was
+    calibrated for exactly those steps, so it ends with the epsilon of an uninterrupted run."""
+    first = checkpoint[job.phases[0].name] if checkpoint else None
+    saved = first.load_plan() if first else None
+    if saved:
+        return {name: PrivateSteps(*plan) for name, plan in saved.items()}
+    private = []
+    for phase in job.phases:
+        minutes = None if phase.time_share is None else job.settings.max_minutes * phase.time_share
+        private.append(dp.PrivateModel(models[phase.name], samples[phase.name][0], minutes, phase.max_epochs,
+                                       phase.batch_size, phase.length_weights, counts[phase.name][0]))
+    place = Placement(group, device)
+    plans = dict(zip([p.name for p in job.phases], dp.plan_training(job.release, private, job.settings.max_minutes,
+                                                                     place), strict=True))
+    if first:
+        first.save_plan({name: list(asdict(plan).values()) for name, plan in plans.items()})
+    return plans
+
+
+def _outcome(result: TrainResult, steps: PrivateSteps | None, n_train: int) -> dict[str, Any]:
     seen = steps.steps * steps.sample_rate * n_train if steps else sum(r.get("samples", 0) for r in result.history)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    digest = weights_digest(state)
+    return {"result": asdict(result), "private_steps": asdict(steps) if steps else None,
+            "samples_per_second": seen / max(result.seconds, 1e-9)}
+
+
+def _report(job: RankJob, group: Collective, device: torch.device, models: dict[str, torch.nn.Module],
+            samples: dict[str, tuple[Samples, Samples]], counts: dict[str, list[int]],
+            outcomes: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Every rank: its digest and what it held; rank 0: the weights and the results. Then a last barrier."""
+    states = {name: {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()} for name, m in models.items()}
+    digest = weights_digest({f"{name}.{k}": v for name, state in states.items() for k, v in state.items()})
+    first = job.phases[0].name
     _write_json(os.path.join(job.output_dir, f"rank-{group.rank}.json"),
                 {"rank": group.rank, "world_size": group.world_size, "digest": digest, "device": str(device),
                  "threads": torch.get_num_threads(), "host": os.uname().nodename,
-                 "train_rows": len(train_codes), "validation_rows": len(val_codes)})
-    summary = {"train_rows": n_train, "validation_rows": n_val, "world_size": group.world_size, "digest": digest,
-               "samples_per_second": seen / max(result.seconds, 1e-9),
-               "result": asdict(result), "private_steps": asdict(steps) if steps else None}
+                 "train_rows": len(samples[first][0]), "validation_rows": len(samples[first][1])})
+    summary = {"train_rows": counts[first][0], "validation_rows": counts[first][1], "world_size": group.world_size,
+               "digest": digest, "seconds": seconds, "phases": outcomes}
     if group.rank == 0:
-        save_file(state, os.path.join(job.output_dir, WEIGHTS_FILE))
+        for phase in job.phases:
+            save_file(states[phase.name], os.path.join(job.output_dir, phase.weights_file))
         _write_json(os.path.join(job.output_dir, RESULT_FILE), summary)
     group.all_reduce_sum(torch.zeros(1))  # nobody leaves before rank 0 has written
     return summary

@@ -20,6 +20,8 @@ import pytest
 CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
 
 CENSUS = CENSUS_DIR / "census_train.parquet"
+BASEBALL = CENSUS_DIR.parent / "baseball"
+N_PLAYERS = 1_500  # players in the event-log sample (with all their batting seasons)
 SAMPLE_ROWS = 3_000
 REGISTERED_NAME = "spark_synth_test_census"
 
@@ -77,6 +79,14 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
 def census_sample() -> pd.DataFrame:
     """A fixed 3,000-row sample of the census training table (no nulls in any column)."""
     return pd.read_parquet(CENSUS).sample(SAMPLE_ROWS, random_state=7).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def baseball_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A fixed sample of baseball players with all their batting seasons: an event log."""
+    players = pd.read_parquet(BASEBALL / "players_train.parquet").sample(N_PLAYERS, random_state=3)
+    batting = pd.read_parquet(BASEBALL / "batting_train.parquet")
+    return players.reset_index(drop=True), batting[batting.players_id.isin(players.id)].reset_index(drop=True)
 
 
 @pytest.fixture(scope="session")

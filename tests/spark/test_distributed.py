@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import N_PLAYERS
 from opacus.accountants import RDPAccountant
 from test_bad_input import assert_rejected
+from test_logs import log_argv, write_log
 
 from spark_synth import cli
 from spark_synth.generator import Generator
+from spark_synth.log_generator import LogGenerator
 from spark_synth.train.faults import KILL_ENV
 
 DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
@@ -80,7 +83,7 @@ def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
     monkeypatch.setenv(KILL_ENV, "1:12")  # rank 1 dies at step 12, after the checkpoint of step ~10
     assert _train(census_parquet, model_dir, mlflow_store, *args) == 2
     assert "resume" in capsys.readouterr().err
-    assert (checkpoints / "checkpoint" / "checkpoint.pt").is_file() and not model_dir.exists()
+    assert (checkpoints / "checkpoint" / "model.pt").is_file() and not model_dir.exists()
 
     monkeypatch.delenv(KILL_ENV)
     assert _train(census_parquet, model_dir, mlflow_store, *args) == 0
@@ -91,6 +94,49 @@ def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
     assert meta["privacy"]["epsilon"] == pytest.approx(dp_runs["local"]["privacy"]["epsilon"], rel=1e-9)
     assert meta["privacy"]["statistics"] == dp_runs["local"]["privacy"]["statistics"]
     assert not checkpoints.exists()  # removed after success: it held encoded training rows
+
+
+@pytest.mark.parametrize("backend,extra", [("torch-distributor", []), ("horovod", ["--max-epsilon", "4"])])
+def test_an_event_log_trains_on_two_ranks_holding_whole_subjects(baseball_sample, mlflow_store, tmp_path, backend,
+                                                                  extra) -> None:
+    data = write_log(tmp_path / "data", *baseball_sample)
+    model_dir = tmp_path / "model"
+    argv = log_argv(data, model_dir, mlflow_store, "--backend", backend, "--num-processes", "2", "--max-epochs", "2",
+                    "--max-minutes", "5", *extra)
+    assert cli.run(argv) == 0
+    meta = _meta(model_dir)
+    ranks = meta["ranks"]
+    assert len({r["digest"] for r in ranks}) == 1  # both models bit-identical on both ranks
+    assert all(r["train_rows"] > 0 for r in ranks)
+    assert sum(r["train_rows"] + r["validation_rows"] for r in ranks) == N_PLAYERS  # each subject on one rank
+    if extra:  # two DP-SGD phases under one noise, composed by the accountant within the budget
+        privacy = meta["privacy"]
+        assert len(privacy["dp_sgd"]) == 2 and privacy["epsilon"] <= 4.0
+        assert privacy["dp_sgd"][0]["noise_multiplier"] == privacy["dp_sgd"][1]["noise_multiplier"]
+    subjects, events = LogGenerator.load(str(model_dir)).sample(50, seed=2)
+    assert len(subjects) == 50 and len(events) > 0
+
+
+def test_an_event_log_killed_in_its_second_phase_resumes_there(baseball_sample, mlflow_store, tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    """The subject model finished before the kill: the rerun keeps it and resumes the sequence model, under
+    the DP plan of the first attempt."""
+    data = write_log(tmp_path / "data", *baseball_sample)
+    model_dir, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
+    argv = log_argv(data, model_dir, mlflow_store, "--backend", "torch-distributor", "--num-processes", "2",
+                    "--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5", "--checkpoint-dir", str(checkpoints))
+    monkeypatch.setenv(KILL_ENV, "0:25:events")  # one epoch of ~21 steps in, past its checkpoint
+    assert cli.run(argv) == 2
+    assert "resume" in capsys.readouterr().err
+    assert (checkpoints / "checkpoint" / "subjects.done.pt").is_file()
+    assert (checkpoints / "checkpoint" / "events.pt").is_file()
+    monkeypatch.delenv(KILL_ENV)
+    assert cli.run(argv) == 0
+    meta = _meta(model_dir)
+    assert meta["subjects_resumed_at"] == 0 and 0 < meta["events_resumed_at"] <= 25
+    events = meta["privacy"]["dp_sgd"][1]
+    assert events["steps"] == int(2 / events["sample_rate"])  # the whole plan, across both attempts
+    assert meta["privacy"]["epsilon"] <= 4.0 and not checkpoints.exists()
 
 
 @pytest.mark.parametrize("argv,problem,fix", [
@@ -104,14 +150,6 @@ def test_bad_data_parallel_settings_are_refused_before_training(census_parquet, 
     assert_rejected(["train", "--data", str(census_parquet), "--model-dir", str(model_dir),
                      "--tracking-uri", mlflow_store.uri, *argv], capsys, digest, [census_parquet], [problem], [fix])
     assert not model_dir.exists()
-
-
-def test_an_event_log_is_refused_on_a_data_parallel_backend(census_parquet, mlflow_store, tmp_path, capsys,
-                                                            digest) -> None:
-    assert_rejected(["train", "--subjects", str(census_parquet), "--subject-key", "id", "--events",
-                     str(census_parquet), "--foreign-key", "id", "--model-dir", str(tmp_path / "m"),
-                     "--tracking-uri", mlflow_store.uri, "--backend", "horovod"], capsys, digest, [census_parquet],
-                    ["event logs train in one process"], ["--backend local"])
 
 
 def test_a_checkpoint_of_another_training_is_refused(census_parquet, mlflow_store, tmp_path, capsys, digest) -> None:

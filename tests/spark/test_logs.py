@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BASEBALL, N_PLAYERS
 from test_bad_input import assert_rejected
 
 from spark_synth import cli
 from spark_synth.log_generator import LogGenerator
-
-BASEBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "baseball"
-N_PLAYERS = 1_500
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,6 @@ def write_log(directory: Path, players: pd.DataFrame, batting: pd.DataFrame) -> 
     players.to_parquet(data.subjects, index=False)
     batting.to_parquet(data.events, index=False)
     return data
-
-
-@pytest.fixture(scope="session")
-def baseball_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
-    players = pd.read_parquet(BASEBALL / "players_train.parquet").sample(N_PLAYERS, random_state=3)
-    batting = pd.read_parquet(BASEBALL / "batting_train.parquet")
-    return players.reset_index(drop=True), batting[batting.players_id.isin(players.id)].reset_index(drop=True)
 
 
 @pytest.fixture(scope="session")

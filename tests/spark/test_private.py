@@ -125,7 +125,7 @@ def test_invalid_budgets_fail_before_any_work(flags, names, fix, tmp_path, censu
 
 
 def test_event_log_with_user_level_dp_runs_end_to_end(spark, tmp_path, mlflow_store) -> None:
-    from test_logs import BASEBALL
+    from conftest import BASEBALL
 
     players = pd.read_parquet(BASEBALL / "players_train.parquet").sample(3000, random_state=5)
     batting = pd.read_parquet(BASEBALL / "batting_train.parquet")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from spark_synth.config import GenerateConfig, TrainConfig, load_config
@@ -44,3 +46,11 @@ def test_rows_must_be_positive() -> None:
 def test_missing_config_file() -> None:
     with pytest.raises(SynthError, match="does not exist"):
         load_config(GenerateConfig, "/nonexistent/config.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].joinpath("conf").glob("*.yaml")))
+def test_every_example_config_is_valid(path: Path) -> None:
+    cls = GenerateConfig if path.stem.endswith("generate") else TrainConfig
+    config = load_config(cls, str(path))
+    if path.stem == "census-distributed":
+        assert (config.backend, config.num_processes) == ("torch-distributor", 2)
