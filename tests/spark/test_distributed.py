@@ -20,9 +20,21 @@ from spark_synth.train.faults import KILL_ENV
 DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
 
 
-def _train(data: Path, model_dir: Path, store, *extra: str) -> int:
-    return cli.run(["train", "--data", str(data), "--model-dir", str(model_dir), "--tracking-uri", store.uri,
-                    "--no-progress", "--seed", "3", *extra])
+@pytest.fixture(scope="module")
+def training_only(tmp_path_factory) -> list[str]:
+    """``--config`` turning the after-training evaluation off: these tests are about training."""
+    path = tmp_path_factory.mktemp("config") / "training-only.yaml"
+    path.write_text("quality_rows: 0\n")
+    return ["--config", str(path)]
+
+
+@pytest.fixture(scope="module")
+def train(census_parquet: Path, mlflow_store, training_only):
+    def run(model_dir: Path, *extra: str) -> int:
+        return cli.run(["train", *training_only, "--data", str(census_parquet), "--model-dir", str(model_dir),
+                        "--tracking-uri", mlflow_store.uri, "--no-progress", "--seed", "3", *extra])
+
+    return run
 
 
 def _meta(model_dir: Path) -> dict:
@@ -30,23 +42,21 @@ def _meta(model_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dp_runs(census_parquet: Path, mlflow_store, tmp_path_factory) -> dict[str, dict]:
+def dp_runs(train, tmp_path_factory) -> dict[str, dict]:
     """The same DP training on one process and on 2 processes with each backend."""
     runs = {}
     for backend in ("local", "torch-distributor", "horovod"):
         model_dir = tmp_path_factory.mktemp("dp") / backend
         processes = "1" if backend == "local" else "2"
-        rc = _train(census_parquet, model_dir, mlflow_store, *DP_ARGS, "--backend", backend,
-                    "--num-processes", processes)
+        rc = train(model_dir, *DP_ARGS, "--backend", backend, "--num-processes", processes)
         assert rc == 0
         runs[backend] = _meta(model_dir)
     return runs
 
 
-def test_torch_distributor_trains_two_ranks_that_end_with_equal_weights(census_parquet, mlflow_store, tmp_path) -> None:
+def test_torch_distributor_trains_two_ranks_that_end_with_equal_weights(train, mlflow_store, tmp_path) -> None:
     model_dir = tmp_path / "model"
-    rc = _train(census_parquet, model_dir, mlflow_store, "--max-epochs", "3", "--backend", "torch-distributor",
-                "--num-processes", "2")
+    rc = train(model_dir, "--max-epochs", "3", "--backend", "torch-distributor", "--num-processes", "2")
     assert rc == 0
     meta = _meta(model_dir)
     ranks = meta["ranks"]
@@ -77,16 +87,16 @@ def test_two_process_dp_spends_what_one_process_spends(dp_runs: dict[str, dict],
 
 
 def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
-        census_parquet, mlflow_store, tmp_path, monkeypatch, dp_runs, capsys) -> None:
+        train, tmp_path, monkeypatch, dp_runs, capsys) -> None:
     model_dir, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
     args = [*DP_ARGS, "--backend", "torch-distributor", "--num-processes", "2", "--checkpoint-dir", str(checkpoints)]
     monkeypatch.setenv(KILL_ENV, "1:12")  # rank 1 dies at step 12, after the checkpoint of step ~10
-    assert _train(census_parquet, model_dir, mlflow_store, *args) == 2
+    assert train(model_dir, *args) == 2
     assert "resume" in capsys.readouterr().err
     assert (checkpoints / "checkpoint" / "model.pt").is_file() and not model_dir.exists()
 
     monkeypatch.delenv(KILL_ENV)
-    assert _train(census_parquet, model_dir, mlflow_store, *args) == 0
+    assert train(model_dir, *args) == 0
     meta = _meta(model_dir)
     run = meta["privacy"]["dp_sgd"][0]
     assert 0 < meta["resumed_at"] <= 12 and meta["resumed_at"] % round(1 / run["sample_rate"]) == 0
@@ -98,11 +108,11 @@ def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
 
 @pytest.mark.parametrize("backend,extra", [("torch-distributor", []), ("horovod", ["--max-epsilon", "4"])])
 def test_an_event_log_trains_on_two_ranks_holding_whole_subjects(baseball_sample, mlflow_store, tmp_path, backend,
-                                                                  extra) -> None:
+                                                                  extra, training_only) -> None:
     data = write_log(tmp_path / "data", *baseball_sample)
     model_dir = tmp_path / "model"
-    argv = log_argv(data, model_dir, mlflow_store, "--backend", backend, "--num-processes", "2", "--max-epochs", "2",
-                    "--max-minutes", "5", *extra)
+    argv = log_argv(data, model_dir, mlflow_store, *training_only, "--backend", backend, "--num-processes", "2",
+                    "--max-epochs", "2", "--max-minutes", "5", *extra)
     assert cli.run(argv) == 0
     meta = _meta(model_dir)
     ranks = meta["ranks"]
@@ -118,13 +128,14 @@ def test_an_event_log_trains_on_two_ranks_holding_whole_subjects(baseball_sample
 
 
 def test_an_event_log_killed_in_its_second_phase_resumes_there(baseball_sample, mlflow_store, tmp_path, monkeypatch,
-                                                               capsys) -> None:
+                                                               capsys, training_only) -> None:
     """The subject model finished before the kill: the rerun keeps it and resumes the sequence model, under
     the DP plan of the first attempt."""
     data = write_log(tmp_path / "data", *baseball_sample)
     model_dir, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
-    argv = log_argv(data, model_dir, mlflow_store, "--backend", "torch-distributor", "--num-processes", "2",
-                    "--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5", "--checkpoint-dir", str(checkpoints))
+    argv = log_argv(data, model_dir, mlflow_store, *training_only, "--backend", "torch-distributor",
+                    "--num-processes", "2", "--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5",
+                    "--checkpoint-dir", str(checkpoints))
     monkeypatch.setenv(KILL_ENV, "0:25:events")  # one epoch of ~21 steps in, past its checkpoint
     assert cli.run(argv) == 2
     assert "resume" in capsys.readouterr().err
