@@ -1,4 +1,4 @@
-"""The `spark-synth` command: train, generate, evaluate, demo. Bad input exits 2 with the problem and the fix."""
+"""The `spark-synth` command: train, generate, impute, evaluate, demo. Bad input exits 2 with the problem and the fix."""
 
 from __future__ import annotations
 
@@ -60,8 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
     generate.add_argument("--chunk-size", dest="chunk_size", type=int,
                           help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240")
+    generate.add_argument("--seed-data", dest="seed_data",
+                          help="seed table (path or table name): one synthetic row per seed row, its columns kept")
+    _sampling_arguments(generate)
     generate.add_argument("--tracking-uri", dest="tracking_uri")
     generate.add_argument("--master")
+
+    impute = commands.add_parser("impute", help="fill the nulls of chosen columns of a real table with model samples")
+    impute.add_argument("--config", help="YAML file with the same settings (flags win)")
+    impute.add_argument("--model", help="generator directory or models:/NAME/VERSION")
+    impute.add_argument("--data", help="the table to complete (path or table name); it is only read")
+    impute.add_argument("--columns", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+                        help="comma-separated columns whose nulls are filled")
+    impute.add_argument("--output", help="output path")
+    impute.add_argument("--data-format", dest="data_format", choices=["parquet", "csv", "delta", "table"])
+    impute.add_argument("--format", choices=["parquet", "csv", "delta"])
+    impute.add_argument("--mode", choices=["error", "overwrite", "append"])
+    impute.add_argument("--seed", type=int)
+    _sampling_arguments(impute, controlled=False)
+    impute.add_argument("--tracking-uri", dest="tracking_uri")
+    impute.add_argument("--master")
 
     evaluate = commands.add_parser("evaluate", help="score synthetic data against training and holdout data: "
                                      "accuracy, privacy, utility; HTML report and MLflow metrics")
@@ -101,10 +119,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sampling_arguments(parser: argparse.ArgumentParser, controlled: bool = True) -> None:
+    parser.add_argument("--temperature", type=float, help="1 = as learned; below 1 safer, above 1 more diverse")
+    parser.add_argument("--top-p", dest="top_p", type=float, help="draw from the likeliest codes holding this mass")
+    if not controlled:
+        return
+    parser.add_argument("--rebalance", help="categorical column generated with the shares given by --share")
+    parser.add_argument("--share", dest="shares", action="append", type=_share, metavar="VALUE=SHARE",
+                        help="target share of a value of the --rebalance column (repeat for every value)")
+    parser.add_argument("--fair-target", dest="fair_target", help="column made independent of --fair-sensitive")
+    parser.add_argument("--fair-sensitive", dest="fair_sensitive", help="sensitive column (statistical parity)")
+
+
+def _share(text: str) -> tuple[str, float]:
+    value, _, share = text.rpartition("=")
+    try:
+        return value, float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VALUE=SHARE such as '>50K=0.5', got {text!r}") from None
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse and run; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    if options.get("shares"):
+        options["shares"] = dict(options["shares"])
     try:
         if args.command == "train":
             return _train(args.config, options)
@@ -112,6 +152,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _generate(args.config, options)
         if args.command == "evaluate":
             return _evaluate(args.config, options)
+        if args.command == "impute":
+            return _impute(args.config, options)
         from spark_synth.demo import run_demo
 
         run_demo(**options)
@@ -146,6 +188,16 @@ def _generate(config_path: str | None, options: dict) -> int:
               f"{config.output}/events ({config.format})")
     else:
         print(f"wrote {count} synthetic rows to {config.output} ({config.format})")
+    return 0
+
+
+def _impute(config_path: str | None, options: dict) -> int:
+    from spark_synth.config import ImputeConfig, load_config
+    from spark_synth.pipeline import impute
+
+    config = load_config(ImputeConfig, config_path, **options)
+    impute(config)
+    print(f"wrote {config.data} with the nulls of {', '.join(config.columns)} filled to {config.output} ({config.format})")
     return 0
 
 

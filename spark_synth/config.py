@@ -100,10 +100,31 @@ class TrainConfig(_Strict):
         return self.data is None
 
 
-class GenerateConfig(_Strict):
+class SamplingSettings(_Strict):
+    """Controlled generation: sharper or flatter draws, rebalancing, statistical parity (flat tables)."""
+
+    temperature: float = Field(1.0, gt=0, description="below 1: safer, likelier values; above 1: more diverse")
+    top_p: float = Field(1.0, gt=0, le=1, description="draw each value from the likeliest codes holding this mass")
+    rebalance: str | None = Field(None, description="categorical column generated with the target shares")
+    shares: dict[str, float] = Field(default_factory=dict, description="value -> share of the rebalanced column")
+    fair_target: str | None = Field(None, description="column made independent of fair_sensitive (statistical parity)")
+    fair_sensitive: str | None = None
+
+    def controls(self):
+        from spark_synth.controls import Controls
+
+        controls = Controls(self.temperature, self.top_p, self.rebalance, dict(self.shares), self.fair_target,
+                            self.fair_sensitive)
+        controls.check()
+        return controls
+
+
+class GenerateConfig(SamplingSettings):
     model: str
     rows: int | None = Field(None, gt=0, description="rows of a flat table")
     subjects: int | None = Field(None, gt=0, description="subjects of an event log (each with its events)")
+    seed_data: Any = Field(None, description="seed table (path, table name or DataFrame): one row per seed row, "
+                                             "its columns kept and the others generated given them")
     output: str
     format: Literal["parquet", "csv", "delta"] = "parquet"
     mode: Literal["error", "overwrite", "append"] = "error"
@@ -116,9 +137,25 @@ class GenerateConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_size(self) -> GenerateConfig:
-        if (self.rows is None) == (self.subjects is None):
-            raise ValueError("give exactly one of --rows (flat generator) and --subjects (event-log generator)")
+        if sum(v is not None for v in (self.rows, self.subjects, self.seed_data)) != 1:
+            raise ValueError("give exactly one of --rows (flat generator), --subjects (event-log generator) and "
+                             "--seed-data (one row per seed row)")
         return self
+
+
+class ImputeConfig(SamplingSettings):
+    """Fill the nulls of chosen columns of a real table with a generator's samples."""
+
+    model: str
+    data: Any = Field(..., description="the table to complete: path, table name or DataFrame")
+    columns: list[str] = Field(..., min_length=1, description="columns whose nulls are filled")
+    output: str
+    data_format: Literal["parquet", "csv", "delta", "table"] | None = None
+    format: Literal["parquet", "csv", "delta"] = "parquet"
+    mode: Literal["error", "overwrite", "append"] = "error"
+    seed: int = 0
+    tracking_uri: str | None = None
+    master: str | None = None
 
 
 class EvaluateConfig(_Strict):

@@ -14,12 +14,15 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from spark_synth.controls import Controls, plan
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
 from spark_synth.schema import quoted
 
 _WORKER_CACHE: dict[str, Generator | LogGenerator] = {}
+ROW_ID = "__spark_synth_row"  # an input row's id, naming its batch's random stream
 
 
 def spark_schema(generator: Generator) -> str:
@@ -38,9 +41,40 @@ def generate_dataframe(
     seed: int = 0,
     chunk_size: int = 100_000,
     partitions: int | None = None,
+    controls: Controls | None = None,
 ) -> DataFrame:
     """A lazy DataFrame of ``rows`` synthetic rows; nothing runs until it is written or aggregated."""
-    return _chunked(spark, generator, "generate_chunk", spark_schema(generator), rows, seed, chunk_size, partitions)
+    if controls is not None:
+        plan(generator.codec, controls)  # refuse bad controls here, not in a task
+    return _chunked(spark, generator, "generate_chunk", spark_schema(generator), rows, seed, chunk_size, partitions,
+                    controls)
+
+
+def generate_seeded_dataframe(spark: SparkSession, generator: Generator, seed_data: DataFrame, seed: int = 0,
+                              controls: Controls | None = None) -> DataFrame:
+    """One synthetic row per row of ``seed_data`` (lazy): its columns kept, the others generated given them.
+
+    Each Arrow batch draws from generators seeded by (seed, its first row's id), so the output is
+    reproducible for the same input and partitioning.
+    """
+    plan(generator.codec, controls or Controls(), generator.seed_columns(seed_data.columns))
+
+    def seeded(worker: Generator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+        return worker.generate_seeded(batch, seed, first, first, controls)
+
+    return _per_batch(spark, generator, seed_data, seeded, spark_schema(generator))
+
+
+def impute_dataframe(spark: SparkSession, generator: Generator, data: DataFrame, columns: list[str], seed: int = 0,
+                     controls: Controls | None = None) -> DataFrame:
+    """``data`` with the nulls of ``columns`` filled by the generator (lazy); present values are kept."""
+    generator.check_imputation(data.columns, columns)
+    plan(generator.codec, controls or Controls())
+
+    def imputed(worker: Generator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+        return worker.impute_batch(batch, columns, seed, first, controls)
+
+    return _per_batch(spark, generator, data, imputed, data.schema)
 
 
 def generate_log_dataframes(
@@ -60,13 +94,12 @@ def generate_log_dataframes(
 
 
 def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: str, ddl: str, units: int, seed: int,
-             chunk_size: int, partitions: int | None) -> DataFrame:
+             chunk_size: int, partitions: int | None, controls: Controls | None = None) -> DataFrame:
     """``spark.range(n_chunks).mapInArrow``: each chunk calls ``generator.<method>(seed, chunk, n, first)``."""
     n_chunks = math.ceil(units / chunk_size)
     partitions = min(partitions or spark.sparkContext.defaultParallelism, n_chunks)
-    payload = generator.to_payload()
-    key = hashlib.sha256(b"".join(payload[name] for name in sorted(payload))).hexdigest()
-    shipped = spark.sparkContext.broadcast(payload)
+    key, shipped = _ship(spark, generator)
+    extra = (controls,) if controls is not None else ()
 
     def generate_chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         worker_generator = _cached_generator(key, shipped.value)
@@ -75,10 +108,33 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
         for batch in batches:
             for chunk_id in batch.column(0).to_pylist():
                 first = chunk_id * chunk_size
-                yield produce(seed, chunk_id, min(chunk_size, units - first), first)
+                yield produce(seed, chunk_id, min(chunk_size, units - first), first, *extra)
 
     chunks = spark.range(0, n_chunks, 1, numPartitions=partitions)
     return chunks.mapInArrow(generate_chunks, ddl)
+
+
+def _per_batch(spark: SparkSession, generator: Generator, data: DataFrame, work, schema) -> DataFrame:
+    """``data.mapInArrow``: each Arrow batch becomes ``work(generator, batch, id of its first row)``."""
+    key, shipped = _ship(spark, generator)
+    columns = data.columns
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        worker_generator = _cached_generator(key, shipped.value)
+        _set_threads()
+        for batch in batches:
+            if batch.num_rows:
+                first = int(batch.column(len(columns))[0].as_py())
+                yield work(worker_generator, batch.select(list(range(len(columns)))), first)
+
+    return data.withColumn(ROW_ID, F.monotonically_increasing_id()).mapInArrow(run, schema)
+
+
+def _ship(spark: SparkSession, generator: Generator | LogGenerator):
+    """(a key naming the generator, its files broadcast once to the executors)."""
+    payload = generator.to_payload()
+    key = hashlib.sha256(b"".join(payload[name] for name in sorted(payload))).hexdigest()
+    return key, spark.sparkContext.broadcast(payload)
 
 
 def _cached_generator(key: str, payload: dict[str, bytes]) -> Generator | LogGenerator:

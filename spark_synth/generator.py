@@ -19,7 +19,9 @@ import pyarrow as pa
 import torch
 from safetensors.torch import load, save
 
+from spark_synth.controls import Controls, Plan, null_codes, plan
 from spark_synth.encoding import TableCodec
+from spark_synth.encoding.base import null_mask
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 
@@ -83,22 +85,96 @@ class Generator:
         return self._tables
 
     def generate_chunk(self, seed: int, chunk_id: int, n_rows: int, first_row: int,
-                       temperature: float = 1.0) -> pa.RecordBatch:
+                       controls: Controls | None = None) -> pa.RecordBatch:
         """The rows of one chunk: every random draw comes from generators seeded by (seed, chunk id).
 
         Sub-batches are always drawn whole and the last one truncated, so a chunk's first m rows
         do not depend on its length: ``sample(n)`` is a prefix of any longer generation.
         """
-        sequence = np.random.SeedSequence([seed, chunk_id])
-        torch_seed, numpy_seed = sequence.generate_state(2, dtype=np.uint64)
-        torch_rng = torch.Generator().manual_seed(int(torch_seed) & 0x7FFF_FFFF_FFFF_FFFF)
-        numpy_rng = np.random.default_rng(int(numpy_seed))
+        controls = controls or Controls()
+        steps = plan(self.codec, controls)
+        torch_rng, numpy_rng = _generators(seed, chunk_id)
         batches = []
         for start in range(0, n_rows, SUB_BATCH):
-            codes = self.model.sample(SUB_BATCH, torch_rng, temperature=temperature, tables=self.tables)
+            fixed = _rebalanced(steps, SUB_BATCH, numpy_rng)
+            codes = self._draw(SUB_BATCH, torch_rng, steps, controls, fixed)
             row_ids = np.arange(first_row + start, first_row + start + SUB_BATCH, dtype=np.int64)
             decoded = self.codec.decode(codes.numpy(), numpy_rng, row_ids)
             batches.append(decoded.slice(0, min(SUB_BATCH, n_rows - start)))
+        return self._concat(batches)
+
+    def generate_seeded(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int, first_row: int,
+                        controls: Controls | None = None) -> pa.RecordBatch:
+        """One synthetic row per seed row: the seed's columns are kept exactly, the others are generated
+        conditioned on them (the seed's codes are fixed and drawn first)."""
+        controls = controls or Controls()
+        seeded = self.seed_columns(seed_batch.schema.names)
+        steps = plan(self.codec, controls, seeded)
+        torch_rng, numpy_rng = _generators(seed, batch_id)
+        codes = self._encode_columns(seed_batch, seeded)
+        batches = []
+        for start in range(0, seed_batch.num_rows, SUB_BATCH):
+            n = min(SUB_BATCH, seed_batch.num_rows - start)
+            fixed = {j: torch.from_numpy(c[start:start + n]) for j, c in codes.items()}
+            fixed |= _rebalanced(steps, n, numpy_rng)
+            drawn = self._draw(n, torch_rng, steps, controls, fixed)
+            row_ids = np.arange(first_row + start, first_row + start + n, dtype=np.int64)
+            decoded = self.codec.decode(drawn.numpy(), numpy_rng, row_ids)
+            batches.append(_with_columns(decoded, seed_batch.slice(start, n), seeded))
+        return self._concat(batches)
+
+    def impute_batch(self, batch: pa.RecordBatch, columns: list[str], seed: int, batch_id: int,
+                     controls: Controls | None = None) -> pa.RecordBatch:
+        """``batch`` with the nulls of ``columns`` filled by model samples conditioned on each row's present
+        values; every present value is left as it was."""
+        controls = controls or Controls()
+        index = {c.name: i for i, c in enumerate(self.codec.modelled)}
+        torch_rng, numpy_rng = _generators(seed, batch_id)
+        present = self._encode_columns(batch, [c.name for c in self.codec.modelled])
+        owner = {j: i for i, (lo, hi) in enumerate(self.codec.column_slices) for j in range(lo, hi)}
+        missing = np.stack([null_mask(batch.column(c)) for c in columns], axis=1)
+        frame = batch.to_pandas()
+        for pattern in np.unique(missing, axis=0):
+            if not pattern.any():
+                continue
+            rows = np.flatnonzero((missing == pattern).all(axis=1))
+            filled = [c for c, m in zip(columns, pattern, strict=True) if m]
+            kept = [c.name for c in self.codec.modelled if c.name not in filled]
+            steps = plan(self.codec, controls, kept)
+            fixed = {j: torch.from_numpy(c[rows]) for j, c in present.items()
+                     if self.codec.modelled[owner[j]].name in kept}
+            forbidden = null_codes(self.codec, [index[c] for c in filled])
+            drawn = self._draw(len(rows), torch_rng, steps, controls, fixed, forbidden)
+            decoded = self.codec.decode(drawn.numpy(), numpy_rng, rows.astype(np.int64)).to_pandas()
+            for name in filled:
+                frame.loc[frame.index[rows], name] = decoded[name].to_numpy()
+        return pa.RecordBatch.from_pandas(frame, schema=batch.schema, preserve_index=False)
+
+    def seed_columns(self, names: list[str]) -> list[str]:
+        """The seed's columns, in the generator's order; a column the generator does not know is refused."""
+        known = self.codec.column_names
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SynthError(f"the seed has column(s) {unknown} that the generator does not know (it has {known}).",
+                             "Rename or drop those columns of the seed.")
+        return [n for n in known if n in names]
+
+    def _encode_columns(self, batch: pa.RecordBatch, names: list[str]) -> dict[int, np.ndarray]:
+        """Sub-column index -> codes of these (modelled) columns."""
+        out = {}
+        for codec, (lo, _) in zip(self.codec.modelled, self.codec.column_slices, strict=True):
+            if codec.name in names:
+                values = batch.column(batch.schema.get_field_index(codec.name))
+                codes = codec.encode(values.cast(self.arrow_schema.field(codec.name).type))
+                out |= {lo + k: codes[:, k].astype(np.int64) for k in range(codes.shape[1])}
+        return out
+
+    def _draw(self, n: int, torch_rng: torch.Generator, steps: Plan, controls: Controls,
+              fixed: dict[int, torch.Tensor], forbidden: dict[int, list[int]] | None = None) -> torch.Tensor:
+        return self.model.sample(n, torch_rng, column_order=steps.order, fixed=fixed, temperature=controls.temperature,
+                                 tables=self.tables, top_p=controls.top_p, blind=steps.blind, forbidden=forbidden)
+
+    def _concat(self, batches: list[pa.RecordBatch]) -> pa.RecordBatch:
         if not batches:
             return self.empty_batch()
         return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
@@ -112,15 +188,65 @@ class Generator:
 
         return pa.schema([(c["name"], arrow_type(c["spark_type"])) for c in self.stats["columns"]])
 
-    def sample(self, n: int, seed: int = 0, chunk_size: int = 100_000) -> pd.DataFrame:
+    def sample(self, n: int, seed: int = 0, chunk_size: int = 100_000, controls: Controls | None = None) -> pd.DataFrame:
         """n synthetic rows in this process: the first n rows of any Spark generation with this seed and chunk size."""
         if n <= 0:
             raise SynthError(f"cannot sample {n} rows.", "Ask for a positive number of rows.")
         parts = [
-            self.generate_chunk(seed, chunk, min(chunk_size, n - chunk * chunk_size), chunk * chunk_size)
+            self.generate_chunk(seed, chunk, min(chunk_size, n - chunk * chunk_size), chunk * chunk_size, controls)
             for chunk in range((n + chunk_size - 1) // chunk_size)
         ]
         return pa.Table.from_batches(parts).to_pandas()
+
+    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0, controls: Controls | None = None) -> pd.DataFrame:
+        """One synthetic row per row of ``seed_data``, its columns kept, in this process."""
+        if seed_data.empty:
+            raise SynthError("the seed has no rows.", "Pass a seed with one row per synthetic row wanted.")
+        self.seed_columns(list(seed_data.columns))
+        batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
+        return pa.Table.from_batches([self.generate_seeded(batch, seed, 0, 0, controls)]).to_pandas()
+
+    def impute(self, data: pd.DataFrame, columns: list[str], seed: int = 0,
+               controls: Controls | None = None) -> pd.DataFrame:
+        """``data`` with the nulls of ``columns`` filled, in this process."""
+        self.check_imputation(list(data.columns), columns)
+        batch = pa.RecordBatch.from_pandas(data, preserve_index=False)
+        return pa.Table.from_batches([self.impute_batch(batch, columns, seed, 0, controls)]).to_pandas()
+
+    def check_imputation(self, names: list[str], columns: list[str]) -> None:
+        """The table must hold every modelled column, and the filled columns must be modelled ones."""
+        modelled = [c.name for c in self.codec.modelled]
+        missing = [c for c in modelled if c not in names]
+        if missing:
+            raise SynthError(f"the table to impute lacks the generator's column(s) {missing}.",
+                             "Impute a table with the columns the generator was trained on.")
+        wrong = [c for c in columns if c not in modelled]
+        if wrong or not columns:
+            raise SynthError(f"cannot impute {wrong or 'no columns'}: only modelled columns can be filled ({modelled}).",
+                             "Pass --columns with one or more of them.")
+
+
+def _generators(seed: int, stream: int) -> tuple[torch.Generator, np.random.Generator]:
+    """The torch and numpy generators of one chunk or batch, from (seed, stream id)."""
+    sequence = np.random.SeedSequence([seed, stream])
+    torch_seed, numpy_seed = sequence.generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(torch_seed) & 0x7FFF_FFFF_FFFF_FFFF), np.random.default_rng(int(numpy_seed))
+
+
+def _rebalanced(steps: Plan, n: int, rng: np.random.Generator) -> dict[int, torch.Tensor]:
+    """The rebalanced column's codes for n rows, each value drawn with its target share."""
+    if steps.rebalance is None:
+        return {}
+    first, codes, shares = steps.rebalance
+    picked = codes[rng.choice(len(shares), size=n, p=shares)]
+    return {first + k: torch.from_numpy(picked[:, k].astype(np.int64)) for k in range(codes.shape[1])}
+
+
+def _with_columns(decoded: pa.RecordBatch, seed: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
+    """``decoded`` with the seed's own values in its columns (kept exactly, never re-drawn inside a bin)."""
+    arrays = [seed.column(seed.schema.get_field_index(f.name)).cast(f.type) if f.name in names else decoded.column(i)
+              for i, f in enumerate(decoded.schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=decoded.schema)
 
 
 def write_payload(payload: dict[str, bytes], directory: str) -> None:

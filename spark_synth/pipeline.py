@@ -14,14 +14,20 @@ from pyspark.sql import functions as F
 
 from spark_synth import dp, tracking
 from spark_synth.analyze import analyze, validated_overview
-from spark_synth.config import GenerateConfig, TrainConfig
+from spark_synth.config import GenerateConfig, ImputeConfig, TrainConfig
+from spark_synth.controls import Controls
 from spark_synth.distributed import check_backend, launch, threads_per_process
 from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
 from spark_synth.evaluate.stage import check_report_path
-from spark_synth.generate import generate_dataframe, generate_log_dataframes
+from spark_synth.generate import (
+    generate_dataframe,
+    generate_log_dataframes,
+    generate_seeded_dataframe,
+    impute_dataframe,
+)
 from spark_synth.generator import Generator
 from spark_synth.io import delete_path, path_exists, read_table, write_table
 from spark_synth.log_generator import LogGenerator
@@ -204,20 +210,33 @@ def _evaluate(spark: SparkSession, generator: Generator, prepared: _Prepared, co
 
 def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     """Write ``config.rows`` synthetic rows (or ``config.subjects`` subjects with their events, to
-    ``OUTPUT/subjects`` and ``OUTPUT/events``) to ``config.output``; returns the number of rows or subjects."""
+    ``OUTPUT/subjects`` and ``OUTPUT/events``, or one row per row of ``config.seed_data``) to ``config.output``;
+    returns the number of rows or subjects."""
     generator = tracking.load_generator(config.model, config.tracking_uri)
+    controls = config.controls()
     is_log = isinstance(generator, LogGenerator)
     if is_log and config.subjects is None:
         raise SynthError(f"{config.model} is an event-log generator: it generates subjects with their events.",
-                         "Pass --subjects N instead of --rows.")
-    if not is_log and config.rows is None:
-        raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N instead of --subjects.")
+                         "Pass --subjects N instead of --rows or --seed-data.")
+    if is_log and controls != Controls():
+        raise SynthError("seeding, rebalancing, fairness, temperature and top-p apply to flat-table generators; "
+                         f"{config.model} is an event-log generator.", "Leave those settings out for an event log.")
+    if not is_log and config.subjects is not None:
+        raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N (or --seed-data) instead.")
     spark = spark or get_spark(config.master)
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
+    if config.seed_data is not None:
+        seed_data = read_table(spark, config.seed_data)
+        count = seed_data.count()
+        if count == 0:
+            raise SynthError("the seed table has no rows.", "Pass a seed with one row per synthetic row wanted.")
+        df = generate_seeded_dataframe(spark, generator, seed_data, config.seed, controls)
+        write_table(df, config.output, config.format, config.mode)
+        return count
     if not is_log:
         df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
-                                config.partitions)
+                                config.partitions, controls)
         write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
         return config.rows
     subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
@@ -231,6 +250,22 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
             delete_path(spark, config.output if config.mode == "error" else subject_path)
         raise
     return config.subjects
+
+
+def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:
+    """Write ``config.data`` with the nulls of ``config.columns`` filled to ``config.output``; the source is
+    only read, and its present values come out unchanged."""
+    generator = tracking.load_generator(config.model, config.tracking_uri)
+    if isinstance(generator, LogGenerator):
+        raise SynthError(f"{config.model} is an event-log generator; imputation fills flat tables.",
+                         "Pass a flat-table generator.")
+    controls = config.controls()
+    spark = spark or get_spark(config.master)
+    if config.mode == "error" and path_exists(spark, config.output):
+        raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
+    data = read_table(spark, config.data, config.data_format)
+    df = impute_dataframe(spark, generator, data, config.columns, config.seed, controls)
+    write_table(df, config.output, config.format, config.mode)
 
 
 def start_training(config: TrainConfig) -> str:

@@ -105,6 +105,20 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
+def sampling_params():
+    """The pyfunc's sampling controls, passed as MLflow params."""
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ParamSchema([ParamSpec("temperature", "double", 1.0), ParamSpec("top_p", "double", 1.0),
+                        ParamSpec("rebalance", "string", ""), ParamSpec("shares", "string", ""),
+                        ParamSpec("fair_target", "string", ""), ParamSpec("fair_sensitive", "string", ""),
+                        ParamSpec("seed", "long", 0)])
+
+
+def is_log(model_dir: str) -> bool:
+    return os.path.isfile(os.path.join(model_dir, "log.json"))
+
+
 def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) -> str:
     """Log the generator files and a pyfunc over them; register under ``register`` if given.
 
@@ -121,8 +135,10 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     with warnings.catch_warnings():  # MLflow's generic hints about int columns and input examples
         warnings.simplefilter("ignore", UserWarning)
         output = infer_signature(sample).inputs  # the generated columns and their types
-        request = Schema([ColSpec("long", "rows"), ColSpec("long", "seed", required=False)])
-        signature = ModelSignature(inputs=request, outputs=output)
+        # a request: rows (and seed), or seed rows holding some of the generated columns; controls as params
+        seeds = [ColSpec(c.type, c.name, required=False) for c in output.inputs] if not is_log(model_dir) else []
+        request = Schema([ColSpec("long", "rows", required=False), ColSpec("long", "seed", required=False), *seeds])
+        signature = ModelSignature(inputs=request, outputs=output, params=sampling_params())
         info = mlflow.pyfunc.log_model(
             name="pyfunc",
             python_model=code_file,

@@ -168,25 +168,38 @@ class FlatARGN(nn.Module):
         temperature: float = 1.0,
         tables: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
+        top_p: float = 1.0,
+        blind: set[int] | None = None,
+        forbidden: dict[int, list[int]] | None = None,
     ) -> torch.Tensor:
         """Draw (n, S) codes; sub-columns in ``fixed`` (index -> codes) are taken as given.
 
         Fixed sub-columns should come first in ``column_order`` for conditional generation.
         ``context`` (n, context_dim) is the per-row state of an event log (subject and history).
+        The heads of ``blind`` columns see only their own column's earlier sub-columns, so the column is
+        drawn from its marginal, independent of every other column (statistical parity);
+        ``forbidden`` (sub-column -> codes) are never drawn (imputation forbids the null code).
         """
         columns = column_order if column_order is not None else list(range(len(self.config.column_slices)))
         tables = tables if tables is not None else self.lookup_tables()
         code_offset = torch.tensor([0, *self.config.cardinalities]).cumsum(0)
         fixed = fixed or {}
+        blind_subs = {j for c in (blind or ()) for j in range(*self.config.column_slices[c])}
+        owner = {j: c for c, (lo, hi) in enumerate(self.config.column_slices) for j in range(lo, hi)}
         codes = torch.zeros(n, self.n_sub, dtype=torch.long)
         drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long)  # table rows of the codes drawn so far
         extra = self.context_terms(context) if context is not None else None
-        for p, j in enumerate(self.sub_order(columns).tolist()):
+        order = self.sub_order(columns).tolist()
+        for p, j in enumerate(order):
             if j in fixed:
                 drawn = fixed[j].long()
             else:
-                if p:
-                    pre = torch.nn.functional.embedding_bag(drawn_rows[:, :p].contiguous(), tables[j], mode="sum")
+                if j in blind_subs:
+                    rows = drawn_rows[:, [q for q in range(p) if owner[order[q]] == owner[j]]]
+                else:
+                    rows = drawn_rows[:, :p]
+                if rows.shape[1]:
+                    pre = torch.nn.functional.embedding_bag(rows.contiguous(), tables[j], mode="sum")
                     pre += self.b1[j]
                 else:
                     pre = self.b1[j].expand(n, -1)
@@ -194,8 +207,12 @@ class FlatARGN(nn.Module):
                     pre = pre + extra[j]
                 hidden = torch.nn.functional.gelu(self.norm(pre))
                 card = self.config.cardinalities[j]
-                logits = torch.addmm(self.b2[j, :card] + self.code_bias[j, :card], hidden, self.w2[j, :, :card])
-                drawn = draw(logits, generator, temperature)
+                bias = self.b2[j, :card] + self.code_bias[j, :card]
+                if forbidden and j in forbidden:
+                    bias = bias.clone()
+                    bias[forbidden[j]] = float("-inf")
+                logits = torch.addmm(bias, hidden, self.w2[j, :, :card])
+                drawn = draw(logits, generator, temperature, top_p)
             codes[:, j] = drawn
             drawn_rows[:, p] = drawn + code_offset[j]
         return codes

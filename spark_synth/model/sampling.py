@@ -9,11 +9,25 @@ from __future__ import annotations
 import torch
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
-    """One code per row from ``softmax(logits / temperature)``; a code of probability 0 is never drawn."""
+def draw(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
+         top_p: float = 1.0) -> torch.Tensor:
+    """One code per row from ``softmax(logits / temperature)``, cut to its nucleus of mass ``top_p``; a code
+    of probability 0 is never drawn."""
     if temperature != 1.0:
         logits = logits / temperature
-    return pick(torch.softmax(logits.float(), dim=-1), torch.rand(logits.shape[0], generator=generator))
+    probs = torch.softmax(logits.float(), dim=-1)
+    if top_p < 1.0:
+        probs = nucleus(probs, top_p)
+    return pick(probs, torch.rand(logits.shape[0], generator=generator))
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero every code outside the smallest set of likeliest codes whose mass reaches ``top_p`` (the likeliest
+    code always stays); ``pick`` renormalises."""
+    ordered, order = probs.sort(dim=-1, descending=True)
+    before = ordered.cumsum(dim=-1) - ordered  # mass of the likelier codes
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, before < top_p)
+    return torch.where(keep, probs, torch.zeros_like(probs))
 
 
 def pick(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
