@@ -183,7 +183,10 @@ def _generate(config_path: str | None, options: dict) -> int:
 
     config = load_config(GenerateConfig, config_path, **options)
     count = generate(config)
-    if config.subjects is not None:
+    if config.seed_data is not None:
+        print(f"wrote {count} synthetic rows (event log: subjects with their events under subjects/ and events/), "
+              f"one per seed row, to {config.output} ({config.format})")
+    elif config.subjects is not None:
         print(f"wrote {count} synthetic subjects with their events to {config.output}/subjects and "
               f"{config.output}/events ({config.format})")
     else:

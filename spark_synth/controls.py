@@ -82,8 +82,9 @@ def plan(codec: TableCodec, controls: Controls, fixed: list[str] = ()) -> Plan:
     rebalance = None
     if controls.rebalance_column is not None:
         j = column(controls.rebalance_column, "rebalanced")
-        if controls.rebalance_column in fixed:
-            raise SynthError(f"'{controls.rebalance_column}' is both seeded and rebalanced.", "Do only one of them.")
+        if fixed:
+            raise SynthError("rebalancing applies to generation without a seed: a seed fixes the rows itself.",
+                             "Put the wanted shares into the seed, or leave out --seed-data.")
         rebalance = (codec.column_slices[j][0], *_category_codes(codec, j, controls.rebalance_shares))
         first.append(j)
     blind: set[int] = set()

@@ -93,6 +93,24 @@ def generate_log_dataframes(
     return subject_df, event_df
 
 
+def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator, seed_data: DataFrame,
+                                   seed: int = 0) -> tuple[DataFrame, DataFrame]:
+    """Lazy (subjects, events): one subject per row of ``seed_data`` (subject columns, kept) with its events.
+
+    Both jobs redraw the same subject codes from (seed, batch), so the events belong to the subjects.
+    """
+    generator.seed_columns(seed_data.columns)
+
+    def subjects(worker: LogGenerator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+        return worker.generate_seeded_subjects(batch, seed, first, first)
+
+    def events(worker: LogGenerator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+        return worker.generate_seeded_events(batch, seed, first, first)
+
+    return (_per_batch(spark, generator, seed_data, subjects, spark_schema(generator.subjects)),
+            _per_batch(spark, generator, seed_data, events, _ddl(generator.event_types)))
+
+
 def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: str, ddl: str, units: int, seed: int,
              chunk_size: int, partitions: int | None, controls: Controls | None = None) -> DataFrame:
     """``spark.range(n_chunks).mapInArrow``: each chunk calls ``generator.<method>(seed, chunk, n, first)``."""
@@ -114,7 +132,7 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
     return chunks.mapInArrow(generate_chunks, ddl)
 
 
-def _per_batch(spark: SparkSession, generator: Generator, data: DataFrame, work, schema) -> DataFrame:
+def _per_batch(spark: SparkSession, generator: Generator | LogGenerator, data: DataFrame, work, schema) -> DataFrame:
     """``data.mapInArrow``: each Arrow batch becomes ``work(generator, batch, id of its first row)``."""
     key, shipped = _ship(spark, generator)
     columns = data.columns

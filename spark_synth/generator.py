@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from spark_synth.model.argn import FlatARGN, ModelConfig
 FORMAT_VERSION = 1
 FILES = ("stats.json", "model.json", "weights.safetensors", "meta.json")
 SUB_BATCH = 2048  # rows sampled at once inside a chunk (cache-sized); part of the output contract, keep fixed
+MAX_OVERSAMPLING = 20  # rebalancing draws at most this many times a chunk's rows before fixing rare values
 
 
 @dataclass
@@ -94,14 +95,48 @@ class Generator:
         controls = controls or Controls()
         steps = plan(self.codec, controls)
         torch_rng, numpy_rng = _generators(seed, chunk_id)
+        if steps.rebalance is not None:
+            codes = self._rebalanced_codes(n_rows, torch_rng, numpy_rng, controls, steps)
+            return self.codec.decode(codes.numpy(), numpy_rng, np.arange(first_row, first_row + n_rows, dtype=np.int64))
         batches = []
         for start in range(0, n_rows, SUB_BATCH):
-            fixed = _rebalanced(steps, SUB_BATCH, numpy_rng)
-            codes = self._draw(SUB_BATCH, torch_rng, steps, controls, fixed)
+            codes = self._draw(SUB_BATCH, torch_rng, steps, controls, {})
             row_ids = np.arange(first_row + start, first_row + start + SUB_BATCH, dtype=np.int64)
             decoded = self.codec.decode(codes.numpy(), numpy_rng, row_ids)
             batches.append(decoded.slice(0, min(SUB_BATCH, n_rows - start)))
         return self._concat(batches)
+
+    def _rebalanced_codes(self, n: int, torch_rng: torch.Generator, numpy_rng: np.random.Generator,
+                          controls: Controls, steps: Plan) -> torch.Tensor:
+        """n rows whose rebalanced column has exactly the target shares (to the row).
+
+        Rows are drawn as usual and kept by value until each value's quota is filled, so every value's
+        rows follow the model's own distribution given that value; a value too rare to fill its quota
+        within ``MAX_OVERSAMPLING`` times the chunk is completed by fixing the value and drawing the rest
+        given it.
+        """
+        first, values, shares = steps.rebalance
+        quota = np.floor(shares * n).astype(np.int64)
+        short = n - quota.sum()  # the rows rounding left out go to the largest remainders
+        quota[np.argsort(-(shares * n - quota), kind="stable")[:short]] += 1
+        free = plan(self.codec, replace(controls, rebalance_column=None, rebalance_shares={}))  # as without it
+        width = values.shape[1]
+        kept: list[torch.Tensor] = []
+        for _ in range(int(np.ceil(n / SUB_BATCH)) * MAX_OVERSAMPLING):
+            if not quota.any():
+                break
+            codes = self._draw(SUB_BATCH, torch_rng, free, controls, {})
+            match = (codes[:, None, first:first + width] == torch.from_numpy(values)[None]).all(-1)  # (rows, values)
+            for v in np.flatnonzero(quota):
+                rows = match[:, v].nonzero().squeeze(1)[: quota[v]]
+                kept.append(codes[rows])
+                quota[v] -= len(rows)
+        if quota.any():  # rare values: conditional draws
+            missing = np.repeat(np.arange(len(quota)), quota)
+            fixed = {first + k: torch.from_numpy(values[missing, k].astype(np.int64)) for k in range(width)}
+            kept.append(self._draw(len(missing), torch_rng, steps, controls, fixed))
+        codes = torch.cat(kept)
+        return codes[torch.from_numpy(numpy_rng.permutation(len(codes)))]  # values interleaved
 
     def generate_seeded(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int, first_row: int,
                         controls: Controls | None = None) -> pa.RecordBatch:
@@ -111,16 +146,15 @@ class Generator:
         seeded = self.seed_columns(seed_batch.schema.names)
         steps = plan(self.codec, controls, seeded)
         torch_rng, numpy_rng = _generators(seed, batch_id)
-        codes = self._encode_columns(seed_batch, seeded)
+        codes = self.encode_columns(seed_batch, seeded)
         batches = []
         for start in range(0, seed_batch.num_rows, SUB_BATCH):
             n = min(SUB_BATCH, seed_batch.num_rows - start)
             fixed = {j: torch.from_numpy(c[start:start + n]) for j, c in codes.items()}
-            fixed |= _rebalanced(steps, n, numpy_rng)
             drawn = self._draw(n, torch_rng, steps, controls, fixed)
             row_ids = np.arange(first_row + start, first_row + start + n, dtype=np.int64)
             decoded = self.codec.decode(drawn.numpy(), numpy_rng, row_ids)
-            batches.append(_with_columns(decoded, seed_batch.slice(start, n), seeded))
+            batches.append(with_seed_values(decoded, seed_batch.slice(start, n), seeded))
         return self._concat(batches)
 
     def impute_batch(self, batch: pa.RecordBatch, columns: list[str], seed: int, batch_id: int,
@@ -130,7 +164,7 @@ class Generator:
         controls = controls or Controls()
         index = {c.name: i for i, c in enumerate(self.codec.modelled)}
         torch_rng, numpy_rng = _generators(seed, batch_id)
-        present = self._encode_columns(batch, [c.name for c in self.codec.modelled])
+        present = self.encode_columns(batch, [c.name for c in self.codec.modelled])
         owner = {j: i for i, (lo, hi) in enumerate(self.codec.column_slices) for j in range(lo, hi)}
         missing = np.stack([null_mask(batch.column(c)) for c in columns], axis=1)
         frame = batch.to_pandas()
@@ -159,7 +193,7 @@ class Generator:
                              "Rename or drop those columns of the seed.")
         return [n for n in known if n in names]
 
-    def _encode_columns(self, batch: pa.RecordBatch, names: list[str]) -> dict[int, np.ndarray]:
+    def encode_columns(self, batch: pa.RecordBatch, names: list[str]) -> dict[int, np.ndarray]:
         """Sub-column index -> codes of these (modelled) columns."""
         out = {}
         for codec, (lo, _) in zip(self.codec.modelled, self.codec.column_slices, strict=True):
@@ -233,16 +267,7 @@ def _generators(seed: int, stream: int) -> tuple[torch.Generator, np.random.Gene
     return torch.Generator().manual_seed(int(torch_seed) & 0x7FFF_FFFF_FFFF_FFFF), np.random.default_rng(int(numpy_seed))
 
 
-def _rebalanced(steps: Plan, n: int, rng: np.random.Generator) -> dict[int, torch.Tensor]:
-    """The rebalanced column's codes for n rows, each value drawn with its target share."""
-    if steps.rebalance is None:
-        return {}
-    first, codes, shares = steps.rebalance
-    picked = codes[rng.choice(len(shares), size=n, p=shares)]
-    return {first + k: torch.from_numpy(picked[:, k].astype(np.int64)) for k in range(codes.shape[1])}
-
-
-def _with_columns(decoded: pa.RecordBatch, seed: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
+def with_seed_values(decoded: pa.RecordBatch, seed: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
     """``decoded`` with the seed's own values in its columns (kept exactly, never re-drawn inside a bin)."""
     arrays = [seed.column(seed.schema.get_field_index(f.name)).cast(f.type) if f.name in names else decoded.column(i)
               for i, f in enumerate(decoded.schema)]

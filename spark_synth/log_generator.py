@@ -20,11 +20,19 @@ import pyarrow.compute as pc
 import torch
 from safetensors.torch import load, save
 
+from spark_synth.controls import Controls, plan
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, fallback_units, restore
 from spark_synth.encoding.types import arrow_type
 from spark_synth.errors import SynthError
-from spark_synth.generator import SUB_BATCH, Generator, _json_bytes, read_payload, write_payload
+from spark_synth.generator import (
+    SUB_BATCH,
+    Generator,
+    _json_bytes,
+    read_payload,
+    with_seed_values,
+    write_payload,
+)
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 
 FORMAT_VERSION = 1
@@ -114,26 +122,48 @@ class LogGenerator:
     def _streams(self, seed: int, chunk_id: int) -> list[np.random.SeedSequence]:
         return np.random.SeedSequence([seed, chunk_id]).spawn(4)
 
-    def _subject_codes(self, stream: np.random.SeedSequence, n: int) -> list[torch.Tensor]:
-        """The chunk's subject codes, one whole sub-batch at a time (so a chunk's prefix is stable)."""
+    def _subject_codes(self, stream: np.random.SeedSequence, n: int,
+                       seed_batch: pa.RecordBatch | None = None) -> list[torch.Tensor]:
+        """The chunk's subject codes, one whole sub-batch at a time (so a chunk's prefix is stable); with a
+        seed, its subject columns are fixed and the others drawn given them."""
         rng = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
-        return [self.subjects.model.sample(SUB_BATCH, rng, tables=self.subjects.tables) for _ in range(0, n, SUB_BATCH)]
+        subjects = self.subjects
+        if seed_batch is None:
+            return [subjects.model.sample(SUB_BATCH, rng, tables=subjects.tables) for _ in range(0, n, SUB_BATCH)]
+        seeded = self.seed_columns(seed_batch.schema.names)
+        steps = plan(subjects.codec, Controls(), seeded)
+        fixed = subjects.encode_columns(seed_batch, seeded)
+        return [subjects.model.sample(min(SUB_BATCH, n - start), rng, steps.order, tables=subjects.tables,
+                                      fixed={j: torch.from_numpy(c[start:start + SUB_BATCH]) for j, c in fixed.items()})
+                for start in range(0, n, SUB_BATCH)]
 
-    def generate_subjects_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int) -> pa.RecordBatch:
+    def seed_columns(self, names: list[str]) -> list[str]:
+        """A seed's subject columns; the key is refused (new keys link the generated events)."""
+        if self.sequence["subject_key"] in names:
+            raise SynthError(f"the seed holds the subject key '{self.sequence['subject_key']}'; generated subjects get "
+                             "new keys, which link their events.", "Drop the key column from the seed.")
+        return self.subjects.seed_columns(names)
+
+    def generate_subjects_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
+                                seed_batch: pa.RecordBatch | None = None) -> pa.RecordBatch:
         streams = self._streams(seed, chunk_id)
         decode_rng = np.random.default_rng(streams[SUBJECT_DECODE_STREAM])
         batches = []
-        for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects)):
+        for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, seed_batch)):
             start = i * SUB_BATCH
-            row_ids = np.arange(first_subject + start, first_subject + start + SUB_BATCH, dtype=np.int64)
+            row_ids = np.arange(first_subject + start, first_subject + start + len(codes), dtype=np.int64)
             decoded = self.subjects.codec.decode(codes.numpy(), decode_rng, row_ids)
-            batches.append(decoded.slice(0, min(SUB_BATCH, n_subjects - start)))
+            decoded = decoded.slice(0, min(SUB_BATCH, n_subjects - start))
+            if seed_batch is not None:  # the seed's own values, exactly
+                decoded = with_seed_values(decoded, seed_batch.slice(start, decoded.num_rows),
+                                        self.seed_columns(seed_batch.schema.names))
+            batches.append(decoded)
         if not batches:
             return pa.RecordBatch.from_pylist([], schema=self.subjects.arrow_schema)
         return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
     def generate_events_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
-                              temperature: float = 1.0) -> pa.RecordBatch:
+                              temperature: float = 1.0, seed_batch: pa.RecordBatch | None = None) -> pa.RecordBatch:
         """The events of the chunk's subjects, subject by subject in order; event keys from (chunk, index)."""
         streams = self._streams(seed, chunk_id)
         event_rng = torch.Generator().manual_seed(
@@ -141,7 +171,7 @@ class LogGenerator:
         decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
         max_length = self.sequence["max_length"]
         batches, emitted = [], 0
-        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects)):
+        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, seed_batch)):
             start = i * SUB_BATCH
             codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
                                                    self.pins_later, temperature)
@@ -156,6 +186,16 @@ class LogGenerator:
         if table.num_rows == 0:
             return pa.RecordBatch.from_pylist([], schema=self.event_schema)
         return table.combine_chunks().to_batches()[0]
+
+    def generate_seeded_subjects(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int,
+                                 first_subject: int) -> pa.RecordBatch:
+        """One subject per seed row, its subject columns kept."""
+        return self.generate_subjects_chunk(seed, batch_id, seed_batch.num_rows, first_subject, seed_batch)
+
+    def generate_seeded_events(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int,
+                               first_subject: int) -> pa.RecordBatch:
+        """The events of the subjects :meth:`generate_seeded_subjects` makes from the same seed batch."""
+        return self.generate_events_chunk(seed, batch_id, seed_batch.num_rows, first_subject, seed_batch=seed_batch)
 
     def _assemble(self, decoded: pa.RecordBatch, subject_rows: np.ndarray, is_start: np.ndarray) -> pa.RecordBatch:
         """Decoded event columns -> the event table's columns: the foreign key, the restored order column."""
@@ -186,6 +226,17 @@ class LogGenerator:
     @property
     def event_schema(self) -> pa.Schema:
         return pa.schema([(name, arrow_type(kind)) for name, kind in self.event_types.items()])
+
+    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(subjects, events) in this process: one subject per seed row, its subject columns kept."""
+        if seed_data.empty:
+            raise SynthError("the seed has no rows.", "Pass a seed with one row per synthetic subject wanted.")
+        self.seed_columns(list(seed_data.columns))
+        batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
+        subjects = pa.Table.from_batches([self.generate_seeded_subjects(batch, seed, 0, 0)]).to_pandas()
+        events = pa.Table.from_batches([self.generate_seeded_events(batch, seed, 0, 0)],
+                                       schema=self.event_schema).to_pandas()
+        return subjects, events
 
     def sample(self, n_subjects: int, seed: int = 0, chunk_size: int = 10_240) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(subjects, events) in this process: the same as a Spark generation with this seed and chunk size."""

@@ -26,6 +26,7 @@ from spark_synth.generate import (
     generate_dataframe,
     generate_log_dataframes,
     generate_seeded_dataframe,
+    generate_seeded_log_dataframes,
     impute_dataframe,
 )
 from spark_synth.generator import Generator
@@ -215,32 +216,36 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     generator = tracking.load_generator(config.model, config.tracking_uri)
     controls = config.controls()
     is_log = isinstance(generator, LogGenerator)
-    if is_log and config.subjects is None:
+    if is_log and config.rows is not None:
         raise SynthError(f"{config.model} is an event-log generator: it generates subjects with their events.",
-                         "Pass --subjects N instead of --rows or --seed-data.")
+                         "Pass --subjects N (or --seed-data) instead of --rows.")
     if is_log and controls != Controls():
-        raise SynthError("seeding, rebalancing, fairness, temperature and top-p apply to flat-table generators; "
+        raise SynthError("rebalancing, fairness, temperature and top-p apply to flat-table generators; "
                          f"{config.model} is an event-log generator.", "Leave those settings out for an event log.")
     if not is_log and config.subjects is not None:
         raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N (or --seed-data) instead.")
     spark = spark or get_spark(config.master)
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
+    count = config.rows or config.subjects
     if config.seed_data is not None:
         seed_data = read_table(spark, config.seed_data)
         count = seed_data.count()
         if count == 0:
             raise SynthError("the seed table has no rows.", "Pass a seed with one row per synthetic row wanted.")
-        df = generate_seeded_dataframe(spark, generator, seed_data, config.seed, controls)
-        write_table(df, config.output, config.format, config.mode)
-        return count
     if not is_log:
-        df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
-                                config.partitions, controls)
+        if config.seed_data is not None:
+            df = generate_seeded_dataframe(spark, generator, seed_data, config.seed, controls)
+        else:
+            df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
+                                    config.partitions, controls)
         write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
-        return config.rows
-    subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
-                                               config.chunk_size or LOG_CHUNK, config.partitions)
+        return count
+    if config.seed_data is not None:
+        subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed)
+    else:
+        subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
+                                                   config.chunk_size or LOG_CHUNK, config.partitions)
     subject_path, event_path = (os.path.join(config.output, name) for name in ("subjects", "events"))
     write_table(subjects, subject_path, config.format, config.mode)
     try:
@@ -249,7 +254,7 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         if config.mode != "append":  # the pair is delivered whole or not at all
             delete_path(spark, config.output if config.mode == "error" else subject_path)
         raise
-    return config.subjects
+    return count
 
 
 def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:

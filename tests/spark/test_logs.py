@@ -230,3 +230,32 @@ def test_evaluate_two_table_form(generated, trained_log, tmp_path, capsys) -> No
     assert 0.3 < float(figures["membership_auc"]) < 0.7 and "utility_tstr" in figures
     html = report.read_text()
     assert "Sequences" in html and html.count("data:image/png;base64,") >= 7  # both tables, lengths, privacy, utility
+
+
+def test_seeded_subjects_come_out_with_their_events(trained_log, baseball_sample, mlflow_store, tmp_path) -> None:
+    """One subject per seed row (its attributes kept exactly), each with generated events linked by new keys."""
+    players, _ = baseball_sample
+    seed = players[["bats", "throws", "country"]].head(120)
+    seed.to_parquet(tmp_path / "seed.parquet", index=False)
+    output = tmp_path / "out"
+    assert cli.run(["generate", "--model", str(trained_log.model_dir), "--seed-data", str(tmp_path / "seed.parquet"),
+                    "--output", str(output), "--tracking-uri", mlflow_store.uri, "--seed", "2"]) == 0
+    subjects, events = pd.read_parquet(output / "subjects"), pd.read_parquet(output / "events")
+    key = ["bats", "throws", "country"]
+    pd.testing.assert_frame_equal(subjects[key].sort_values(key).reset_index(drop=True),
+                                  seed.sort_values(key).reset_index(drop=True), check_dtype=False)
+    assert subjects["id"].is_unique and set(events["players_id"]) <= set(subjects["id"])
+    assert len(events) > len(subjects)  # the real players average several seasons each
+    in_process, in_process_events = LogGenerator.load(str(trained_log.model_dir)).sample_seeded(seed, seed=2)
+    assert len(in_process) == 120 and (in_process["bats"].to_numpy() == seed["bats"].to_numpy()).all()
+    assert set(in_process_events["players_id"]) <= set(in_process["id"])
+
+
+def test_a_seed_with_the_subject_key_is_refused(trained_log, baseball_sample, mlflow_store, tmp_path, capsys,
+                                                digest) -> None:
+    players, _ = baseball_sample
+    players[["id", "bats"]].head(5).to_parquet(tmp_path / "seed.parquet", index=False)
+    assert_rejected(["generate", "--model", str(trained_log.model_dir), "--seed-data", str(tmp_path / "seed.parquet"),
+                     "--output", str(tmp_path / "out"), "--tracking-uri", mlflow_store.uri], capsys, digest,
+                    [tmp_path / "seed.parquet"], ["subject key 'id'"], ["Drop the key column"])
+    assert not (tmp_path / "out").exists()

@@ -58,10 +58,13 @@ def test_forbidden_codes_are_never_drawn() -> None:
 
 def test_plan_orders_seeded_rebalanced_and_fair_columns_first() -> None:
     codec = TableCodec(STATS)
-    steps = plan(codec, Controls(rebalance_column="job", rebalance_shares={"a": 0.5, "b": 0.5}), ["income"])
-    assert steps.order == [1, 2, 0] and steps.rebalance[0] == 2 and steps.rebalance[1][:, 0].tolist() == [2, 3]
+    assert plan(codec, Controls(), ["income", "job"]).order == [1, 2, 0]
+    steps = plan(codec, Controls(rebalance_column="job", rebalance_shares={"a": 0.5, "b": 0.5}))
+    assert steps.order == [2, 0, 1] and steps.rebalance[0] == 2 and steps.rebalance[1][:, 0].tolist() == [2, 3]
     fair = plan(codec, Controls(fairness_target="income", fairness_sensitive="sex"))
     assert fair.order == [0, 1, 2] and fair.blind == {0, 1}
+    with pytest.raises(SynthError, match="a seed fixes the rows itself"):
+        plan(codec, Controls(rebalance_column="job", rebalance_shares={"a": 1.0}), ["income"])
 
 
 @pytest.mark.parametrize("controls,problem", [
