@@ -84,28 +84,32 @@ def generate_log_dataframes(
     seed: int = 0,
     chunk_size: int = 10_240,
     partitions: int | None = None,
+    controls: Controls | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Lazy (subjects, events) DataFrames for ``subjects`` synthetic subjects; chunks are of subjects."""
+    if controls is not None:
+        generator.check_controls(controls)  # refuse bad controls here, not in a task
     subject_df = _chunked(spark, generator, "generate_subjects_chunk", spark_schema(generator.subjects), subjects,
-                          seed, chunk_size, partitions)
+                          seed, chunk_size, partitions, controls)
     event_df = _chunked(spark, generator, "generate_events_chunk", _ddl(generator.event_types), subjects,
-                        seed, chunk_size, partitions)
+                        seed, chunk_size, partitions, controls)
     return subject_df, event_df
 
 
 def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator, seed_data: DataFrame,
-                                   seed: int = 0) -> tuple[DataFrame, DataFrame]:
+                                   seed: int = 0, controls: Controls | None = None) -> tuple[DataFrame, DataFrame]:
     """Lazy (subjects, events): one subject per row of ``seed_data`` (subject columns, kept) with its events.
 
     Both jobs redraw the same subject codes from (seed, batch), so the events belong to the subjects.
     """
     generator.seed_columns(seed_data.columns)
+    generator.check_controls(controls)
 
     def subjects(worker: LogGenerator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
-        return worker.generate_seeded_subjects(batch, seed, first, first)
+        return worker.generate_seeded_subjects(batch, seed, first, first, controls)
 
     def events(worker: LogGenerator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
-        return worker.generate_seeded_events(batch, seed, first, first)
+        return worker.generate_seeded_events(batch, seed, first, first, controls)
 
     return (_per_batch(spark, generator, seed_data, subjects, spark_schema(generator.subjects)),
             _per_batch(spark, generator, seed_data, events, _ddl(generator.event_types)))

@@ -122,20 +122,32 @@ class LogGenerator:
     def _streams(self, seed: int, chunk_id: int) -> list[np.random.SeedSequence]:
         return np.random.SeedSequence([seed, chunk_id]).spawn(4)
 
-    def _subject_codes(self, stream: np.random.SeedSequence, n: int,
+    def _subject_codes(self, stream: np.random.SeedSequence, n: int, controls: Controls | None = None,
                        seed_batch: pa.RecordBatch | None = None) -> list[torch.Tensor]:
         """The chunk's subject codes, one whole sub-batch at a time (so a chunk's prefix is stable); with a
         seed, its subject columns are fixed and the others drawn given them."""
+        controls = controls or Controls()
         rng = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
-        subjects = self.subjects
+        subjects, reshape = self.subjects, {"temperature": controls.temperature, "top_p": controls.top_p}
         if seed_batch is None:
-            return [subjects.model.sample(SUB_BATCH, rng, tables=subjects.tables) for _ in range(0, n, SUB_BATCH)]
+            return [subjects.model.sample(SUB_BATCH, rng, tables=subjects.tables, **reshape)
+                    for _ in range(0, n, SUB_BATCH)]
         seeded = self.seed_columns(seed_batch.schema.names)
         steps = plan(subjects.codec, Controls(), seeded)
         fixed = subjects.encode_columns(seed_batch, seeded)
-        return [subjects.model.sample(min(SUB_BATCH, n - start), rng, steps.order, tables=subjects.tables,
+        return [subjects.model.sample(min(SUB_BATCH, n - start), rng, steps.order, tables=subjects.tables, **reshape,
                                       fixed={j: torch.from_numpy(c[start:start + SUB_BATCH]) for j, c in fixed.items()})
                 for start in range(0, n, SUB_BATCH)]
+
+    @staticmethod
+    def check_controls(controls: Controls | None) -> Controls:
+        """Event logs take temperature and top-p; rebalancing and fairness are flat-table controls."""
+        controls = controls or Controls()
+        controls.check()
+        if controls.rebalance_column or controls.fairness_target:
+            raise SynthError("rebalancing and fairness apply to flat-table generators; this is an event-log generator.",
+                             "Leave them out for an event log (temperature, top-p and a subject seed work).")
+        return controls
 
     def seed_columns(self, names: list[str]) -> list[str]:
         """A seed's subject columns; the key is refused (new keys link the generated events)."""
@@ -145,11 +157,13 @@ class LogGenerator:
         return self.subjects.seed_columns(names)
 
     def generate_subjects_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
+                                controls: Controls | None = None,
                                 seed_batch: pa.RecordBatch | None = None) -> pa.RecordBatch:
+        controls = self.check_controls(controls)
         streams = self._streams(seed, chunk_id)
         decode_rng = np.random.default_rng(streams[SUBJECT_DECODE_STREAM])
         batches = []
-        for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, seed_batch)):
+        for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls, seed_batch)):
             start = i * SUB_BATCH
             row_ids = np.arange(first_subject + start, first_subject + start + len(codes), dtype=np.int64)
             decoded = self.subjects.codec.decode(codes.numpy(), decode_rng, row_ids)
@@ -163,18 +177,21 @@ class LogGenerator:
         return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
     def generate_events_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
-                              temperature: float = 1.0, seed_batch: pa.RecordBatch | None = None) -> pa.RecordBatch:
+                              controls: Controls | None = None,
+                              seed_batch: pa.RecordBatch | None = None) -> pa.RecordBatch:
         """The events of the chunk's subjects, subject by subject in order; event keys from (chunk, index)."""
+        controls = self.check_controls(controls)
         streams = self._streams(seed, chunk_id)
         event_rng = torch.Generator().manual_seed(
             int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
         decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
         max_length = self.sequence["max_length"]
         batches, emitted = [], 0
-        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, seed_batch)):
+        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls,
+                                                              seed_batch)):
             start = i * SUB_BATCH
             codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
-                                                   self.pins_later, temperature)
+                                                   self.pins_later, controls.temperature, controls.top_p)
             row_ids = first_subject * max_length + emitted + np.arange(len(codes), dtype=np.int64)
             decoded = self.event_codec.decode(codes.numpy(), decode_rng, row_ids)
             keep = owner.numpy() < n_subjects - start
@@ -187,15 +204,15 @@ class LogGenerator:
             return pa.RecordBatch.from_pylist([], schema=self.event_schema)
         return table.combine_chunks().to_batches()[0]
 
-    def generate_seeded_subjects(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int,
-                                 first_subject: int) -> pa.RecordBatch:
+    def generate_seeded_subjects(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int, first_subject: int,
+                                 controls: Controls | None = None) -> pa.RecordBatch:
         """One subject per seed row, its subject columns kept."""
-        return self.generate_subjects_chunk(seed, batch_id, seed_batch.num_rows, first_subject, seed_batch)
+        return self.generate_subjects_chunk(seed, batch_id, seed_batch.num_rows, first_subject, controls, seed_batch)
 
-    def generate_seeded_events(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int,
-                               first_subject: int) -> pa.RecordBatch:
+    def generate_seeded_events(self, seed_batch: pa.RecordBatch, seed: int, batch_id: int, first_subject: int,
+                               controls: Controls | None = None) -> pa.RecordBatch:
         """The events of the subjects :meth:`generate_seeded_subjects` makes from the same seed batch."""
-        return self.generate_events_chunk(seed, batch_id, seed_batch.num_rows, first_subject, seed_batch=seed_batch)
+        return self.generate_events_chunk(seed, batch_id, seed_batch.num_rows, first_subject, controls, seed_batch)
 
     def _assemble(self, decoded: pa.RecordBatch, subject_rows: np.ndarray, is_start: np.ndarray) -> pa.RecordBatch:
         """Decoded event columns -> the event table's columns: the foreign key, the restored order column."""
@@ -227,25 +244,27 @@ class LogGenerator:
     def event_schema(self) -> pa.Schema:
         return pa.schema([(name, arrow_type(kind)) for name, kind in self.event_types.items()])
 
-    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0,
+                      controls: Controls | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(subjects, events) in this process: one subject per seed row, its subject columns kept."""
         if seed_data.empty:
             raise SynthError("the seed has no rows.", "Pass a seed with one row per synthetic subject wanted.")
         self.seed_columns(list(seed_data.columns))
         batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
-        subjects = pa.Table.from_batches([self.generate_seeded_subjects(batch, seed, 0, 0)]).to_pandas()
-        events = pa.Table.from_batches([self.generate_seeded_events(batch, seed, 0, 0)],
+        subjects = pa.Table.from_batches([self.generate_seeded_subjects(batch, seed, 0, 0, controls)]).to_pandas()
+        events = pa.Table.from_batches([self.generate_seeded_events(batch, seed, 0, 0, controls)],
                                        schema=self.event_schema).to_pandas()
         return subjects, events
 
-    def sample(self, n_subjects: int, seed: int = 0, chunk_size: int = 10_240) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def sample(self, n_subjects: int, seed: int = 0, chunk_size: int = 10_240,
+               controls: Controls | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(subjects, events) in this process: the same as a Spark generation with this seed and chunk size."""
         if n_subjects <= 0:
             raise SynthError(f"cannot sample {n_subjects} subjects.", "Ask for a positive number of subjects.")
         chunks = [(c, min(chunk_size, n_subjects - c * chunk_size), c * chunk_size)
                   for c in range((n_subjects + chunk_size - 1) // chunk_size)]
-        subjects = pa.Table.from_batches([self.generate_subjects_chunk(seed, *c) for c in chunks]).to_pandas()
-        events = pa.Table.from_batches([self.generate_events_chunk(seed, *c) for c in chunks],
+        subjects = pa.Table.from_batches([self.generate_subjects_chunk(seed, *c, controls) for c in chunks]).to_pandas()
+        events = pa.Table.from_batches([self.generate_events_chunk(seed, *c, controls) for c in chunks],
                                        schema=self.event_schema).to_pandas()
         return subjects, events
 

@@ -27,7 +27,7 @@ class GeneratorModel(PythonModel):
 
         params = params or {}
         flat = isinstance(self.generator, Generator)
-        controls = _controls(params) if flat else None
+        controls = _controls(params)
         seeded = [c for c in model_input.columns if flat and c in self.generator.codec.column_names]
         if seeded:
             seed_rows = model_input[seeded].dropna(how="all")
@@ -36,8 +36,7 @@ class GeneratorModel(PythonModel):
         for request in model_input.to_dict("records"):
             rows = int(request["rows"]) if pd.notna(request.get("rows")) else 1
             seed = int(request["seed"]) if pd.notna(request.get("seed")) else 0
-            sample = self.generator.sample(rows, seed=seed, controls=controls) if flat else \
-                self.generator.sample(rows, seed=seed)
+            sample = self.generator.sample(rows, seed=seed, controls=controls)
             if isinstance(sample, tuple):
                 from spark_synth.log_generator import denormalized
 

@@ -15,7 +15,6 @@ from pyspark.sql import functions as F
 from spark_synth import dp, tracking
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import GenerateConfig, ImputeConfig, TrainConfig
-from spark_synth.controls import Controls
 from spark_synth.distributed import check_backend, launch, threads_per_process
 from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
@@ -219,9 +218,8 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if is_log and config.rows is not None:
         raise SynthError(f"{config.model} is an event-log generator: it generates subjects with their events.",
                          "Pass --subjects N (or --seed-data) instead of --rows.")
-    if is_log and controls != Controls():
-        raise SynthError("rebalancing, fairness, temperature and top-p apply to flat-table generators; "
-                         f"{config.model} is an event-log generator.", "Leave those settings out for an event log.")
+    if is_log:
+        generator.check_controls(controls)
     if not is_log and config.subjects is not None:
         raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N (or --seed-data) instead.")
     spark = spark or get_spark(config.master)
@@ -242,10 +240,10 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
         return count
     if config.seed_data is not None:
-        subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed)
+        subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed, controls)
     else:
         subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
-                                                   config.chunk_size or LOG_CHUNK, config.partitions)
+                                                   config.chunk_size or LOG_CHUNK, config.partitions, controls)
     subject_path, event_path = (os.path.join(config.output, name) for name in ("subjects", "events"))
     write_table(subjects, subject_path, config.format, config.mode)
     try:

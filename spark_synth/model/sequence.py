@@ -131,7 +131,7 @@ class SequenceARGN(nn.Module):
     @torch.no_grad()
     def sample(self, subject_codes: torch.Tensor, generator: torch.Generator, tables: torch.Tensor,
                fixed_first: dict[int, int] | None = None, fixed_later: dict[int, int] | None = None,
-               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               temperature: float = 1.0, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Events for each subject row: (codes (E, S), subject index (E,), step (E,)), subject-major.
 
         ``fixed_first`` / ``fixed_later`` pin sub-columns (index -> code) at step 0 / at later steps:
@@ -139,7 +139,7 @@ class SequenceARGN(nn.Module):
         """
         n = subject_codes.shape[0]
         context = self.subject_context(subject_codes)
-        lengths = draw(self.length_head(context), generator, temperature)
+        lengths = draw(self.length_head(context), generator, temperature, top_p)
         hidden = torch.tanh(self.initial_state(context)).unsqueeze(0)
         inputs = self.start.expand(n, -1)
         active = torch.arange(n)
@@ -155,7 +155,7 @@ class SequenceARGN(nn.Module):
             pins = (fixed_first if step == 0 else fixed_later) or {}
             fixed = {j: torch.full((len(active),), code, dtype=torch.long) for j, code in pins.items()}
             codes = self.events.sample(len(active), generator, fixed=fixed, temperature=temperature,
-                                       tables=tables, context=state)
+                                       tables=tables, context=state, top_p=top_p)
             codes_out.append(codes)
             subject_out.append(active)
             step_out.append(position)

@@ -18,6 +18,7 @@ from conftest import BASEBALL, N_PLAYERS
 from test_bad_input import assert_rejected
 
 from spark_synth import cli
+from spark_synth.errors import SynthError
 from spark_synth.log_generator import LogGenerator
 
 
@@ -259,3 +260,15 @@ def test_a_seed_with_the_subject_key_is_refused(trained_log, baseball_sample, ml
                      "--output", str(tmp_path / "out"), "--tracking-uri", mlflow_store.uri], capsys, digest,
                     [tmp_path / "seed.parquet"], ["subject key 'id'"], ["Drop the key column"])
     assert not (tmp_path / "out").exists()
+
+
+def test_temperature_and_top_p_reach_the_event_sampler(trained_log) -> None:
+    """A low temperature with a tight nucleus concentrates the events on fewer distinct values."""
+    from spark_synth.controls import Controls
+
+    generator = LogGenerator.load(str(trained_log.model_dir))
+    _, plain = generator.sample(300, seed=4)
+    _, sharp = generator.sample(300, seed=4, controls=Controls(temperature=0.5, top_p=0.5))
+    assert sharp["team"].nunique() < plain["team"].nunique()
+    with pytest.raises(SynthError, match="flat-table generators"):
+        generator.sample(10, controls=Controls(fairness_target="bats", fairness_sensitive="throws"))
