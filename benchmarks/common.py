@@ -22,6 +22,17 @@ def default_qa_python() -> str:
 RESULTS_DIR = os.path.join(REPO, "benchmarks", "results")
 
 
+def census_parser(doc: str, result_file: str):
+    """The arguments every census benchmark scored by the referee shares: data, referee venv, output."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="holds census_train.parquet and census_holdout.parquet")
+    ap.add_argument("--qa-python", default=default_qa_python(), help="python of the venv with mostlyai-qa")
+    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, result_file))
+    return ap
+
+
 def referee(qa_python: str, argv: list[str]) -> dict:
     """Run ``score.py ARGV`` in the referee's venv and return its JSON line (exit on failure)."""
     cmd = [qa_python, SCORE, *argv]

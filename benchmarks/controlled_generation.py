@@ -21,19 +21,16 @@ import shutil
 import tempfile
 
 import pandas as pd
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, default_qa_python, machine, referee, table, write_result
+from common import census_parser, machine, referee, table, write_result
 
 SEED_COLUMNS = ["sex", "race", "age"]
 HIGH = ">50K"
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    ap = census_parser(__doc__, "controlled_generation.json")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget")
     ap.add_argument("--rows", type=int, default=39_074, help="rows per generated table")
-    ap.add_argument("--qa-python", default=default_qa_python())
-    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "controlled_generation.json"))
     return ap.parse_args()
 
 

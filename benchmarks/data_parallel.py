@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from common import DEFAULT_DATA_DIR, RESULTS_DIR, default_qa_python, machine, referee, table, write_result
+from common import census_parser, machine, referee, table, write_result
 
 THROUGHPUT = [  # (backend, processes, DP)
     ("local", 1, False), ("torch-distributor", 1, False), ("torch-distributor", 2, False),
@@ -34,13 +34,10 @@ THROUGHPUT = [  # (backend, processes, DP)
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    ap = census_parser(__doc__, "data_parallel.json")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per throughput run (DP: the epoch cap of the plan)")
     ap.add_argument("--minutes", type=float, default=3.0, help="training budget of each quality run")
-    ap.add_argument("--qa-python", default=default_qa_python())
     ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "data_parallel.json"))
     return ap.parse_args()
 
 
