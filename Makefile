@@ -18,14 +18,14 @@ setup: $(BIN)/python
 
 # the Horovod backend's tests run for real: Horovod is built once per venv (skipped when it imports)
 test: setup horovod
-	$(BIN)/ruff check spark_synth tests jobs benchmarks
+	$(BIN)/ruff check spark_synth tests jobs benchmarks notebooks
 	$(BIN)/python -m pytest -q tests
 
 demo: setup
 	$(BIN)/spark-synth demo
 
 lint:
-	$(BIN)/ruff check spark_synth tests jobs benchmarks
+	$(BIN)/ruff check spark_synth tests jobs benchmarks notebooks
 
 # The referee (mostlyai-qa) lives in its own venv: never a runtime dependency of spark-synth.
 QA_VENV ?= .venv-qa

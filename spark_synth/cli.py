@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240")
     generate.add_argument("--seed-data", dest="seed_data",
                           help="seed table (path or table name): one synthetic row per seed row, its columns kept")
+    generate.add_argument("--seed-events", dest="seed_events",
+                          help="event-log seed: each seed subject's first events (path or table name), linked by the "
+                               "subject key, which --seed-data then holds")
     _sampling_arguments(generate)
     generate.add_argument("--tracking-uri", dest="tracking_uri")
     generate.add_argument("--master")

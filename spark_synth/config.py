@@ -125,6 +125,8 @@ class GenerateConfig(SamplingSettings):
     subjects: int | None = Field(None, gt=0, description="subjects of an event log (each with its events)")
     seed_data: Any = Field(None, description="seed table (path, table name or DataFrame): one row per seed row, "
                                              "its columns kept and the others generated given them")
+    seed_events: Any = Field(None, description="an event-log seed's first events (path, table name or DataFrame), "
+                                               "linked to the seed rows by the subject key")
     output: str
     format: Literal["parquet", "csv", "delta"] = "parquet"
     mode: Literal["error", "overwrite", "append"] = "error"
@@ -140,6 +142,8 @@ class GenerateConfig(SamplingSettings):
         if sum(v is not None for v in (self.rows, self.subjects, self.seed_data)) != 1:
             raise ValueError("give exactly one of --rows (flat generator), --subjects (event-log generator) and "
                              "--seed-data (one row per seed row)")
+        if self.seed_events is not None and self.seed_data is None:
+            raise ValueError("--seed-events needs --seed-data: the seed subjects (with their key) the events begin")
         return self
 
 

@@ -17,8 +17,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_synth.controls import Controls, plan
+from spark_synth.errors import SynthError
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
+from spark_synth.log_seed import SEED_EVENT_ID, SEED_EVENTS, require_link, seed_event_columns
 from spark_synth.schema import quoted
 
 _WORKER_CACHE: dict[str, Generator | LogGenerator] = {}
@@ -97,11 +99,15 @@ def generate_log_dataframes(
 
 
 def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator, seed_data: DataFrame,
-                                   seed: int = 0, controls: Controls | None = None) -> tuple[DataFrame, DataFrame]:
-    """Lazy (subjects, events): one subject per row of ``seed_data`` (subject columns, kept) with its events.
+                                   seed: int = 0, controls: Controls | None = None,
+                                   seed_events: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """Lazy (subjects, events): one subject per row of ``seed_data`` (subject columns, kept) with its events;
+    with ``seed_events`` (linked by the subject key) each subject's events begin with its given ones.
 
     Both jobs redraw the same subject codes from (seed, batch), so the events belong to the subjects.
     """
+    if seed_events is not None:
+        seed_data = _with_seed_events(generator, seed_data, seed_events)
     generator.seed_columns(seed_data.columns)
     generator.check_controls(controls)
 
@@ -113,6 +119,26 @@ def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator,
 
     return (_per_batch(spark, generator, seed_data, subjects, spark_schema(generator.subjects)),
             _per_batch(spark, generator, seed_data, events, _ddl(generator.event_types)))
+
+
+def _with_seed_events(generator: LogGenerator, subjects: DataFrame, events: DataFrame) -> DataFrame:
+    """Seed subjects with their seed events nested in :data:`SEED_EVENTS` (key dropped), checked and materialised
+    once, so the subject job and the event job read the very same rows in the very same batches."""
+    key, fk = require_link(generator, subjects.columns), generator.sequence["foreign_key"]
+    columns = seed_event_columns(generator, events.columns)
+    link = "__spark_synth_link"
+    keyed = subjects.withColumn(link, F.col(quoted(key)).cast("string")).drop(key)
+    checks = keyed.agg(F.count(F.lit(1)).alias("n"), F.countDistinct(link).alias("distinct")).collect()[0]
+    if checks["distinct"] < checks["n"]:  # countDistinct skips nulls: a null key counts as a repeat
+        raise SynthError(f"the seed subjects' key '{key}' is null or repeated.", "Give every seed subject its own key.")
+    event = F.struct(F.monotonically_increasing_id().alias(SEED_EVENT_ID), *[F.col(quoted(c)) for c in columns])
+    nested = (events.select(F.col(quoted(fk)).cast("string").alias(link), event.alias("event"))
+              .groupBy(link).agg(F.array_sort(F.collect_list("event")).alias(SEED_EVENTS)))
+    orphans = nested.join(keyed.select(link), link, "left_anti").count()
+    if orphans:
+        raise SynthError(f"seed events of {orphans} key(s) reference no seed subject ('{fk}' not among the seed "
+                         f"subjects' '{key}').", "Give each seed event the key of a seed subject.")
+    return keyed.join(nested, link, "left").drop(link).localCheckpoint(eager=True)
 
 
 def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: str, ddl: str, units: int, seed: int,

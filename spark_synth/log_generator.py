@@ -33,6 +33,7 @@ from spark_synth.generator import (
     with_seed_values,
     write_payload,
 )
+from spark_synth.log_seed import SEED_EVENTS, nest, seed_events_of
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 
 FORMAT_VERSION = 1
@@ -153,8 +154,9 @@ class LogGenerator:
         """A seed's subject columns; the key is refused (new keys link the generated events)."""
         if self.sequence["subject_key"] in names:
             raise SynthError(f"the seed holds the subject key '{self.sequence['subject_key']}'; generated subjects get "
-                             "new keys, which link their events.", "Drop the key column from the seed.")
-        return self.subjects.seed_columns(names)
+                             "new keys, which link their events.", "Drop the key column from the seed, or pass seed "
+                             "events, which it then links.")
+        return self.subjects.seed_columns([n for n in names if n != SEED_EVENTS])
 
     def generate_subjects_chunk(self, seed: int, chunk_id: int, n_subjects: int, first_subject: int,
                                 controls: Controls | None = None,
@@ -186,14 +188,19 @@ class LogGenerator:
             int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
         decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
         max_length = self.sequence["max_length"]
+        given = seed_events_of(self, seed_batch) if seed_batch is not None else None
         batches, emitted = [], 0
         for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls,
                                                               seed_batch)):
             start = i * SUB_BATCH
+            part = given.between(start, start + len(subject_codes)) if given is not None else None
             codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
-                                                   self.pins_later, controls.temperature, controls.top_p)
+                                                   self.pins_later, controls.temperature, controls.top_p,
+                                                   part.prefix if part is not None else None)
             row_ids = first_subject * max_length + emitted + np.arange(len(codes), dtype=np.int64)
             decoded = self.event_codec.decode(codes.numpy(), decode_rng, row_ids)
+            if part is not None:  # the given events' values, exactly (the order column through its parts)
+                decoded = part.overlay(decoded, owner.numpy(), step.numpy())
             keep = owner.numpy() < n_subjects - start
             batch = self._assemble(decoded, first_subject + start + owner.numpy(), step.numpy() == 0)
             batch = batch.filter(pa.array(keep))
@@ -244,13 +251,18 @@ class LogGenerator:
     def event_schema(self) -> pa.Schema:
         return pa.schema([(name, arrow_type(kind)) for name, kind in self.event_types.items()])
 
-    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0,
-                      controls: Controls | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(subjects, events) in this process: one subject per seed row, its subject columns kept."""
+    def sample_seeded(self, seed_data: pd.DataFrame, seed: int = 0, controls: Controls | None = None,
+                      seed_events: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(subjects, events) in this process: one subject per seed row, its subject columns kept, and with
+        ``seed_events`` (linked by the subject key) each subject's first events, kept."""
         if seed_data.empty:
             raise SynthError("the seed has no rows.", "Pass a seed with one row per synthetic subject wanted.")
-        self.seed_columns(list(seed_data.columns))
-        batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
+        if seed_events is not None:
+            batch = nest(pa.Table.from_pandas(seed_data, preserve_index=False),
+                         pa.Table.from_pandas(seed_events, preserve_index=False), self)
+        else:
+            batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
+        self.seed_columns(batch.schema.names)
         subjects = pa.Table.from_batches([self.generate_seeded_subjects(batch, seed, 0, 0, controls)]).to_pandas()
         events = pa.Table.from_batches([self.generate_seeded_events(batch, seed, 0, 0, controls)],
                                        schema=self.event_schema).to_pandas()

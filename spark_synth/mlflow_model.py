@@ -3,8 +3,10 @@
 ``predict`` takes a DataFrame with a ``rows`` column (and optionally ``seed``) and returns that
 many synthetic rows per input row, in the training schema. For an event-log generator ``rows``
 counts subjects, and the result is their events joined to the subject attributes (one table).
-A flat-table request may instead hold seed rows (some of the generated columns): one synthetic
-row per seed row, its values kept. Sampling controls come as params: ``temperature``, ``top_p``,
+A request may instead hold seed rows (some of the generated columns): one synthetic row (or
+subject) per seed row, its values kept. An event-log seed may also give each subject's first
+events in the shape of the output: ``event.<column>`` columns, one row per event, the subject key
+linking a subject's rows (its attribute columns repeated, as in the output). Sampling controls come as params: ``temperature``, ``top_p``,
 ``rebalance`` with ``shares`` (JSON: value -> share), ``fair_target`` with ``fair_sensitive``, and
 ``seed`` for seeded requests.
 """
@@ -24,25 +26,44 @@ class GeneratorModel(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from spark_synth.generator import Generator
+        from spark_synth.log_generator import denormalized
 
         params = params or {}
-        flat = isinstance(self.generator, Generator)
         controls = _controls(params)
-        seeded = [c for c in model_input.columns if flat and c in self.generator.codec.column_names]
-        if seeded:
-            seed_rows = model_input[seeded].dropna(how="all")
-            return self.generator.sample_seeded(seed_rows, seed=int(params.get("seed", 0)), controls=controls)
+        if isinstance(self.generator, Generator):
+            seeded = [c for c in model_input.columns if c in self.generator.codec.column_names]
+            if seeded:
+                seed_rows = model_input[seeded].dropna(how="all")
+                return self.generator.sample_seeded(seed_rows, seed=int(params.get("seed", 0)), controls=controls)
+        elif set(model_input.columns) - {"rows", "seed"}:
+            subjects, events = self._seeded_log(model_input, int(params.get("seed", 0)), controls)
+            return denormalized(subjects, events, self.generator.sequence)
         frames = []
         for request in model_input.to_dict("records"):
             rows = int(request["rows"]) if pd.notna(request.get("rows")) else 1
             seed = int(request["seed"]) if pd.notna(request.get("seed")) else 0
             sample = self.generator.sample(rows, seed=seed, controls=controls)
             if isinstance(sample, tuple):
-                from spark_synth.log_generator import denormalized
-
                 sample = denormalized(*sample, self.generator.sequence)
             frames.append(sample)
         return pd.concat(frames, ignore_index=True)
+
+    def _seeded_log(self, model_input: pd.DataFrame, seed: int, controls):
+        """Seed subjects, and with ``event.*`` columns their first events, from one denormalised request."""
+        key, fk = self.generator.sequence["subject_key"], self.generator.sequence["foreign_key"]
+        event_columns = [c for c in model_input.columns if c.startswith("event.")]
+        subject_columns = [c for c in model_input.columns if c not in event_columns and c not in ("rows", "seed")]
+        if not event_columns:
+            return self.generator.sample_seeded(model_input[subject_columns], seed, controls)
+        if key not in model_input.columns:
+            from spark_synth.errors import SynthError
+
+            raise SynthError(f"seed events need the subject key '{key}' to link each event row to its subject.",
+                             f"Add '{key}' to every row of the request.")
+        subjects = model_input[subject_columns].drop_duplicates(key)
+        rows = model_input[model_input[event_columns].notna().any(axis=1)]
+        events = rows[[key, *event_columns]].rename(columns={key: fk, **{c: c[len("event."):] for c in event_columns}})
+        return self.generator.sample_seeded(subjects, seed, controls, seed_events=events)
 
 
 def _controls(params: dict):

@@ -222,6 +222,9 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         generator.check_controls(controls)
     if not is_log and config.subjects is not None:
         raise SynthError(f"{config.model} is a flat-table generator.", "Pass --rows N (or --seed-data) instead.")
+    if not is_log and config.seed_events is not None:
+        raise SynthError(f"{config.model} is a flat-table generator; seed events begin the events of an event log.",
+                         "Leave out --seed-events (the seed rows alone condition a flat table).")
     spark = spark or get_spark(config.master)
     if config.mode == "error" and path_exists(spark, config.output):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
@@ -240,7 +243,14 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
         return count
     if config.seed_data is not None:
-        subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed, controls)
+        seed_events = None
+        if config.seed_events is not None:
+            seed_events = read_table(spark, config.seed_events)
+            if seed_events.isEmpty():
+                raise SynthError("the seed events table has no rows.",
+                                 "Pass seed events, or leave out --seed-events to generate every event.")
+        subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed, controls,
+                                                          seed_events)
     else:
         subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
                                                    config.chunk_size or LOG_CHUNK, config.partitions, controls)

@@ -115,10 +115,6 @@ def sampling_params():
                         ParamSpec("seed", "long", 0)])
 
 
-def is_log(model_dir: str) -> bool:
-    return os.path.isfile(os.path.join(model_dir, "log.json"))
-
-
 def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) -> str:
     """Log the generator files and a pyfunc over them; register under ``register`` if given.
 
@@ -126,7 +122,7 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     """
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, DataType, Schema
 
     import spark_synth
 
@@ -135,8 +131,11 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
     with warnings.catch_warnings():  # MLflow's generic hints about int columns and input examples
         warnings.simplefilter("ignore", UserWarning)
         output = infer_signature(sample).inputs  # the generated columns and their types
-        # a request: rows (and seed), or seed rows holding some of the generated columns; controls as params
-        seeds = [ColSpec(c.type, c.name, required=False) for c in output.inputs] if not is_log(model_dir) else []
+        # a request: rows (and seed), or seed rows holding some of the generated columns (for an event log:
+        # subject columns, and the key with event.* columns for first events); controls as params
+        # (integers as doubles: a request's missing values make pandas integers floats)
+        seeds = [ColSpec(DataType.double if c.type in (DataType.long, DataType.integer) else c.type, c.name,
+                         required=False) for c in output.inputs]
         request = Schema([ColSpec("long", "rows", required=False), ColSpec("long", "seed", required=False), *seeds])
         signature = ModelSignature(inputs=request, outputs=output, params=sampling_params())
         info = mlflow.pyfunc.log_model(

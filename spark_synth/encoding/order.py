@@ -76,3 +76,23 @@ def fallback_units(stats: dict, spark_type: str) -> float:
     if spark_type == "date":
         return low / MICROS_PER_DAY  # datetime stats hold epoch microseconds
     return low
+
+
+def split(values: pa.Array, is_start: np.ndarray, spark_type: str) -> tuple[pa.Array, pa.Array]:
+    """(first value, gap) of subject-major ordered values: the inverse of :func:`restore`.
+
+    The first value is null after a subject's first event and the gap null at it, as in training.
+    """
+    target = arrow_type(spark_type)
+    values = values.cast(target)
+    first = pc.if_else(pa.array(is_start), values, pa.nulls(len(values), type=target))
+    units = _as_units(values, spark_type)
+    steps = np.diff(units, prepend=units[:1])
+    if spark_type in ("timestamp", "timestamp_ntz"):
+        steps = steps / MICROS_PER_SECOND
+    kind = gap_type(spark_type)
+    gap_arrow = arrow_type(kind)
+    if kind in ("int", "bigint"):
+        steps = np.round(steps)
+    gap = pa.array(steps, mask=np.asarray(is_start, dtype=bool)).cast(gap_arrow, safe=False)
+    return first, gap

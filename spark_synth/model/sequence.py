@@ -131,15 +131,22 @@ class SequenceARGN(nn.Module):
     @torch.no_grad()
     def sample(self, subject_codes: torch.Tensor, generator: torch.Generator, tables: torch.Tensor,
                fixed_first: dict[int, int] | None = None, fixed_later: dict[int, int] | None = None,
-               temperature: float = 1.0, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               temperature: float = 1.0, top_p: float = 1.0,
+               prefix: EventPrefix | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Events for each subject row: (codes (E, S), subject index (E,), step (E,)), subject-major.
 
         ``fixed_first`` / ``fixed_later`` pin sub-columns (index -> code) at step 0 / at later steps:
         the order column's "first value" and "gap" parts are each null where the other applies.
+        ``prefix`` gives each subject's first events (some sub-columns of them): those steps keep the
+        given codes, the history runs through them, and the length is drawn at least as long.
         """
         n = subject_codes.shape[0]
         context = self.subject_context(subject_codes)
-        lengths = draw(self.length_head(context), generator, temperature, top_p)
+        length_logits = self.length_head(context)
+        if prefix is not None:  # a subject is at least as long as its given events
+            too_short = torch.arange(length_logits.shape[1])[None, :] < prefix.lengths[:, None]
+            length_logits = length_logits.masked_fill(too_short, float("-inf"))
+        lengths = draw(length_logits, generator, temperature, top_p)
         hidden = torch.tanh(self.initial_state(context)).unsqueeze(0)
         inputs = self.start.expand(n, -1)
         active = torch.arange(n)
@@ -153,9 +160,20 @@ class SequenceARGN(nn.Module):
             position = torch.full((len(active),), step, dtype=torch.long)
             state = self.step_state(context[active], output[:, 0], position, lengths[active] - step)
             pins = (fixed_first if step == 0 else fixed_later) or {}
-            fixed = {j: torch.full((len(active),), code, dtype=torch.long) for j, code in pins.items()}
-            codes = self.events.sample(len(active), generator, fixed=fixed, temperature=temperature,
-                                       tables=tables, context=state, top_p=top_p)
+            given = prefix.lengths[active] > step if prefix is not None else None
+            if given is None or not bool(given.any()):
+                codes = self._draw_step(len(active), generator, tables, state, pins, temperature, top_p)
+            else:  # subjects still inside their given events: those sub-columns fixed and drawn first
+                codes = torch.empty(len(active), self.events.n_sub, dtype=torch.long)
+                free = ~given
+                if bool(free.any()):
+                    codes[free] = self._draw_step(int(free.sum()), generator, tables, state[free], pins, temperature,
+                                                  top_p)
+                rows = active[given]
+                fixed = {**{j: prefix.codes[rows, step, j] for j in prefix.sub_columns},
+                         **{j: torch.full((len(rows),), code, dtype=torch.long) for j, code in pins.items()}}
+                codes[given] = self.events.sample(len(rows), generator, prefix.column_order, fixed, temperature,
+                                                  tables, state[given], top_p)
             codes_out.append(codes)
             subject_out.append(active)
             step_out.append(position)
@@ -166,3 +184,23 @@ class SequenceARGN(nn.Module):
         codes, subjects, steps = torch.cat(codes_out), torch.cat(subject_out), torch.cat(step_out)
         order = torch.argsort(subjects * (self.config.max_length + 1) + steps)
         return codes[order], subjects[order], steps[order]
+
+    def _draw_step(self, n: int, generator: torch.Generator, tables: torch.Tensor, state: torch.Tensor,
+                   pins: dict[int, int], temperature: float, top_p: float) -> torch.Tensor:
+        fixed = {j: torch.full((n,), code, dtype=torch.long) for j, code in pins.items()}
+        return self.events.sample(n, generator, fixed=fixed, temperature=temperature, tables=tables, context=state,
+                                  top_p=top_p)
+
+
+@dataclass
+class EventPrefix:
+    """The given first events of each subject of a batch, as codes.
+
+    ``codes`` (n, K, S) holds subject i's given events at steps 0..lengths[i]-1 (the rest is unused);
+    only the sub-columns in ``sub_columns`` are given, and ``column_order`` draws them first.
+    """
+
+    codes: torch.Tensor
+    lengths: torch.Tensor
+    sub_columns: list[int]
+    column_order: list[int]

@@ -107,6 +107,11 @@ def test_a_seed_with_an_unknown_column_is_refused(trained_generator, census_samp
                      "--seed-data", str(tmp_path / "seed.parquet"), "--tracking-uri", trained_generator.store.uri],
                     capsys, digest, [tmp_path / "seed.parquet"], ["planet"], ["drop those columns"])
     assert not (tmp_path / "out").exists()
+    # seed events begin event logs; a flat-table generator refuses them
+    assert_rejected(["generate", "--model", str(trained_generator.model_dir), "--output", str(tmp_path / "out"),
+                     "--seed-data", str(tmp_path / "seed.parquet"), "--seed-events", str(tmp_path / "seed.parquet"),
+                     "--tracking-uri", trained_generator.store.uri],
+                    capsys, digest, [tmp_path / "seed.parquet"], ["flat-table generator"], ["--seed-events"])
 
 
 def test_imputing_a_column_the_generator_does_not_model_is_refused(trained_generator, census_sample, tmp_path,

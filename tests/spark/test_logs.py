@@ -202,6 +202,13 @@ def test_mlflow_pyfunc_returns_events_with_their_subjects(trained_log, mlflow_st
     assert rows.id.nunique() == 40  # subjects without events keep one row
     assert {"country", "birthDate", "event.year", "event.team"} <= set(rows.columns)
     assert (rows.dropna(subset=["event.year"]).groupby("id")["event.year"].diff().dropna() >= 0).all()
+    # a seeded request in the output's own shape: a subject's rows share its key, event.* its first events
+    request = pd.DataFrame({"id": ["a", "a", "b"], "bats": ["L", "L", "R"], "event.year": [1990, 1991, None],
+                            "event.team": ["BOS", "NYA", None]})
+    seeded = model.predict(request, params={"seed": 3, "temperature": 0.9})
+    assert seeded.id.nunique() == 2 and set(seeded.bats) == {"L", "R"} and not set(seeded.id) & {"a", "b"}
+    first = seeded[seeded.bats == "L"].head(2)
+    assert first["event.year"].tolist() == [1990, 1991] and first["event.team"].tolist() == ["BOS", "NYA"]
 
 
 def test_training_run_holds_the_evaluation(trained_log, mlflow_store) -> None:
@@ -250,6 +257,84 @@ def test_seeded_subjects_come_out_with_their_events(trained_log, baseball_sample
     in_process, in_process_events = LogGenerator.load(str(trained_log.model_dir)).sample_seeded(seed, seed=2)
     assert len(in_process) == 120 and (in_process["bats"].to_numpy() == seed["bats"].to_numpy()).all()
     assert set(in_process_events["players_id"]) <= set(in_process["id"])
+
+
+SEED_EVENT_COLUMNS = ["players_id", "year", "team", "G"]
+
+
+def _seed_with_first_events(baseball_sample, n: int = 90) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seed players (one in three without events) told apart by their attributes, with their first two
+    seasons (some columns only, shuffled: the order column puts them back in order)."""
+    players, batting = baseball_sample
+    identity = ["birthDate", "weight", "height", "bats"]
+    players = players.dropna(subset=identity).drop_duplicates(identity, keep=False)
+    seed = players[["id", *identity]].head(n).reset_index(drop=True)
+    with_events = seed.id.iloc[: 2 * n // 3]
+    first = batting[batting.players_id.isin(with_events)].sort_values(["players_id", "year"]).groupby("players_id")
+    events = first.head(2)[SEED_EVENT_COLUMNS].sample(frac=1, random_state=0).reset_index(drop=True)
+    return seed, events
+
+
+def _check_first_events(seed: pd.DataFrame, seed_events: pd.DataFrame, subjects: pd.DataFrame,
+                        events: pd.DataFrame) -> None:
+    identity = ["birthDate", "weight", "height", "bats"]
+    generated_key = subjects.set_index(identity)["id"]
+    assert len(subjects) == len(seed) and generated_key.index.is_unique and not set(subjects.id) & set(seed.id)
+    for old_key, attributes in seed.set_index("id")[identity].iterrows():
+        own = events[events.players_id == generated_key.loc[tuple(attributes)]].reset_index(drop=True)
+        given = seed_events[seed_events.players_id == old_key].sort_values("year").reset_index(drop=True)
+        head = own.head(len(given))
+        assert len(own) >= len(given)
+        assert head[["year", "team", "G"]].astype(str).equals(given[["year", "team", "G"]].astype(str))
+        assert (own.year.diff().dropna() >= 0).all()  # the continuation goes on from the last given season
+
+
+def test_seeded_first_events_are_kept_and_continued(trained_log, baseball_sample, mlflow_store, tmp_path) -> None:
+    """Seed subjects with their first seasons: each generated subject begins with exactly its given events
+    (through Spark's two jobs and in process), then goes on with generated ones."""
+    seed, seed_events = _seed_with_first_events(baseball_sample)
+    seed.to_parquet(tmp_path / "seed.parquet", index=False)
+    seed_events.to_parquet(tmp_path / "seed-events.parquet", index=False)
+    output = tmp_path / "out"
+    assert cli.run(["generate", "--model", str(trained_log.model_dir), "--seed-data", str(tmp_path / "seed.parquet"),
+                    "--seed-events", str(tmp_path / "seed-events.parquet"), "--output", str(output),
+                    "--tracking-uri", mlflow_store.uri, "--seed", "2"]) == 0
+    subjects, events = pd.read_parquet(output / "subjects"), pd.read_parquet(output / "events")
+    _check_first_events(seed, seed_events, subjects, events)
+    assert len(events) > len(seed_events) + len(seed)  # continued beyond the given seasons
+    in_process = LogGenerator.load(str(trained_log.model_dir)).sample_seeded(seed, seed=2, seed_events=seed_events)
+    _check_first_events(seed, seed_events, *in_process)
+
+
+def test_bad_seed_events_are_refused(trained_log, baseball_sample, mlflow_store, tmp_path, capsys, digest) -> None:
+    seed, seed_events = _seed_with_first_events(baseball_sample, n=12)
+    seed.to_parquet(tmp_path / "seed.parquet", index=False)
+    seed.drop(columns="id").to_parquet(tmp_path / "keyless.parquet", index=False)
+
+    def argv(seed_path: Path, events_path: Path) -> list[str]:
+        return ["generate", "--model", str(trained_log.model_dir), "--seed-data", str(seed_path), "--seed-events",
+                str(events_path), "--output", str(tmp_path / "out"), "--tracking-uri", mlflow_store.uri]
+
+    cases = {
+        "unknown": (seed_events.assign(stadium="x"), ["'stadium'"], ["Rename or drop"]),
+        "orphan": (pd.concat([seed_events, seed_events.head(1).assign(players_id="nobody")]),
+                   ["reference no seed subject"], ["key of a seed subject"]),
+        "no-link": (seed_events.drop(columns="players_id"), ["no foreign key column 'players_id'"], ["Add 'players_id'"]),
+        "empty": (seed_events.head(0), ["no rows"], ["leave out --seed-events"]),
+    }
+    for name, (events, problem, fix) in cases.items():
+        path = tmp_path / f"{name}.parquet"
+        events.to_parquet(path, index=False)
+        assert_rejected(argv(tmp_path / "seed.parquet", path), capsys, digest, [tmp_path / "seed.parquet", path],
+                        problem, fix)
+        assert not (tmp_path / "out").exists()
+    seed_events.to_parquet(tmp_path / "events.parquet", index=False)
+    assert_rejected(argv(tmp_path / "keyless.parquet", tmp_path / "events.parquet"), capsys, digest,
+                    [tmp_path / "keyless.parquet"], ["need the subject key 'id'"], ["Add 'id'"])
+    generator = LogGenerator.load(str(trained_log.model_dir))
+    too_long = pd.DataFrame({"players_id": seed.id.iloc[0], "year": range(2000, 2001 + generator.sequence["max_length"])})
+    with pytest.raises(SynthError, match="at most"):
+        generator.sample_seeded(seed, seed_events=too_long)
 
 
 def test_a_seed_with_the_subject_key_is_refused(trained_log, baseball_sample, mlflow_store, tmp_path, capsys,

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from spark_synth.encoding.order import gap_type, restore
+from spark_synth.encoding.order import gap_type, restore, split
 from spark_synth.model.argn import ModelConfig
-from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+from spark_synth.model.sequence import EventPrefix, SequenceARGN, SequenceModelConfig
 from spark_synth.train.data import SequenceSamples
 from spark_synth.train.loop import TrainSettings, fit
 
@@ -45,6 +45,44 @@ def test_restore_never_goes_backwards_and_fills_a_missing_first_value():
     first = pa.array([None, None], pa.int64())
     gap = pa.array([None, -5], pa.int64())  # a negative gap cannot come from sorted data: clipped to 0
     assert restore(first, gap, np.array([True, False]), "bigint", 1900.0).to_pylist() == [1900, 1900]
+
+
+def test_split_is_the_inverse_of_restore():
+    """A seed's ordered events become (first value, gaps) exactly as training derives them, and back."""
+    starts = np.array([True, False, False, True, False])
+    cases = [
+        (pa.array([1990, 1991, 1994, 2001, 2001], pa.int64()), "bigint"),
+        (pa.array([dt.date(2020, 1, 30), dt.date(2020, 2, 2), dt.date(2021, 1, 1), dt.date(1999, 5, 5),
+                   dt.date(1999, 5, 9)], pa.date32()), "date"),
+        (pa.array([dt.datetime(2020, 1, 1, 23, 0), dt.datetime(2020, 1, 2, 1, 0, 30), dt.datetime(2020, 1, 3),
+                   dt.datetime(2001, 1, 1), dt.datetime(2001, 1, 1, 0, 0, 1)], pa.timestamp("us")), "timestamp_ntz"),
+    ]
+    for values, kind in cases:
+        first, gap = split(values, starts, kind)
+        assert first.null_count == 3 and gap.is_null().to_pylist() == starts.tolist()
+        assert restore(first, gap, starts, kind, 0.0).to_pylist() == values.to_pylist()
+    _, gap = split(cases[1][0], starts, "date")
+    assert gap.type == pa.int32() and gap.to_pylist() == [None, 3, 334, None, 4]
+
+
+def test_given_first_events_are_kept_and_lengths_cover_them():
+    """A subject's given first events keep their codes; its length is drawn at least as long; others are free."""
+    model = _model(max_length=5)
+    tables = model.events.lookup_tables()
+    n = 300
+    given = torch.tensor([3, 0, 1] * (n // 3))
+    codes = torch.zeros(n, 5, 2, dtype=torch.long)
+    codes[:, :, 0] = torch.tensor([2, 1, 2, 1, 2])
+    prefix = EventPrefix(codes, given, sub_columns=[0], column_order=[0, 1])
+    subjects = torch.zeros(n, 1, dtype=torch.long)
+    out, owner, step = model.sample(subjects, torch.Generator().manual_seed(0), tables, prefix=prefix)
+    lengths = torch.bincount(owner, minlength=n)
+    assert bool((lengths >= given).all())
+    kept = step < given[owner]
+    assert bool((out[kept, 0] == codes[owner[kept], step[kept], 0]).all())
+    assert len(set(out[~kept, 0].tolist())) > 1  # the continuation and unseeded subjects are drawn
+    plain = model.sample(subjects, torch.Generator().manual_seed(0), tables)
+    assert not torch.equal(plain[1], owner)  # the given events changed the subjects' draws
 
 
 def _toy(n_subjects: int = 64, max_length: int = 6, seed: int = 0) -> SequenceSamples:
