@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", help="column to predict in the after-training utility test (TSTR vs TRTR)")
     train.add_argument("--report", help="also write the after-training evaluation report to this HTML file")
     train.add_argument("--register", help="register the generator in the MLflow registry under this name")
+    train.add_argument("--alias", help="registry alias for the registered version (e.g. candidate)")
     train.add_argument("--experiment", help="MLflow experiment name")
-    train.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: ./mlflow.db)")
-    train.add_argument("--master", help="Spark master (default: the session's, else local[*])")
+    _session_arguments(train)
     train.add_argument("--backend", choices=["local", "torch-distributor", "horovod"],
                        help="where training runs: in the driver (default), or data-parallel on Spark executors")
     train.add_argument("--num-processes", dest="num_processes", type=int,
@@ -53,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--rows", type=int, help="number of rows to generate (flat-table generator)")
     generate.add_argument("--subjects", type=int,
                           help="number of subjects to generate, each with its events (event-log generator)")
-    generate.add_argument("--output", help="output path")
-    generate.add_argument("--format", choices=["parquet", "csv", "delta"])
-    generate.add_argument("--mode", choices=["error", "overwrite", "append"])
+    _output_arguments(generate)
     generate.add_argument("--seed", type=int)
     generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
     generate.add_argument("--chunk-size", dest="chunk_size", type=int,
@@ -66,23 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="event-log seed: each seed subject's first events (path or table name), linked by the "
                                "subject key, which --seed-data then holds")
     _sampling_arguments(generate)
-    generate.add_argument("--tracking-uri", dest="tracking_uri")
-    generate.add_argument("--master")
+    _session_arguments(generate)
 
     impute = commands.add_parser("impute", help="fill the nulls of chosen columns of a real table with model samples")
     impute.add_argument("--config", help="YAML file with the same settings (flags win)")
     impute.add_argument("--model", help="generator directory or models:/NAME/VERSION")
     impute.add_argument("--data", help="the table to complete (path or table name); it is only read")
-    impute.add_argument("--columns", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
-                        help="comma-separated columns whose nulls are filled")
-    impute.add_argument("--output", help="output path")
+    impute.add_argument("--columns", type=_names, help="comma-separated columns whose nulls are filled")
     impute.add_argument("--data-format", dest="data_format", choices=["parquet", "csv", "delta", "table"])
-    impute.add_argument("--format", choices=["parquet", "csv", "delta"])
-    impute.add_argument("--mode", choices=["error", "overwrite", "append"])
+    _output_arguments(impute)
     impute.add_argument("--seed", type=int)
     _sampling_arguments(impute, controlled=False)
-    impute.add_argument("--tracking-uri", dest="tracking_uri")
-    impute.add_argument("--master")
+    _session_arguments(impute)
 
     evaluate = commands.add_parser("evaluate", help="score synthetic data against training and holdout data: "
                                      "accuracy, privacy, utility; HTML report and MLflow metrics")
@@ -101,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", help="write the self-contained HTML report to this file")
     evaluate.add_argument("--model", help="the generator evaluated (directory or models:/...): adds its epsilon and "
                                           "logs into its MLflow run")
+    evaluate.add_argument("--rows", type=int, help="generate this many rows (subjects) from --model as the "
+                                                   "synthetic data, instead of --synthetic")
+    evaluate.add_argument("--min-accuracy", dest="min_accuracy", type=float,
+                          help="quality gate: exit non-zero when the overall accuracy is below this")
+    evaluate.add_argument("--promote", help="registry alias set on --model (models:/...) when it passes the gate")
     evaluate.add_argument("--experiment", help="MLflow experiment (without --model)")
-    evaluate.add_argument("--tracking-uri", dest="tracking_uri")
     evaluate.add_argument("--no-mlflow", dest="mlflow", action="store_const", const=False)
     evaluate.add_argument("--distance-rows", dest="distance_rows", type=int, help="rows per side for DCR (20000)")
     evaluate.add_argument("--audit-rows", dest="audit_rows", type=int,
@@ -111,8 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-triples", dest="max_triples", type=int,
                           help="column triples scored for trivariate accuracy (100)")
     evaluate.add_argument("--seed", type=int)
-    evaluate.add_argument("--master")
+    _session_arguments(evaluate)
     evaluate.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+    pipeline = commands.add_parser("pipeline", help="train, evaluate behind a quality gate, promote and generate, "
+                                                    "from one config with evaluate: and generate: sections")
+    pipeline.add_argument("--config", required=True, help="YAML training config (local path or any Spark URI)")
+    pipeline.add_argument("--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
+                          help="override a setting of the file (YAML value); generate.rows=1000 reaches a section")
+    _session_arguments(pipeline)
+    pipeline.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
     demo = commands.add_parser("demo", help="train on a bundled demo table, generate, print quality and MLflow")
     demo.add_argument("--output-dir", dest="output_dir", default="demo-output")
@@ -120,6 +125,46 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=100_000)
     demo.add_argument("--tracking-uri", dest="tracking_uri")
     return parser
+
+
+def _session_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the command runs and tracks (each also read from the environment)."""
+    parser.add_argument("--master", help="Spark master (default: the session's, SPARK_MASTER, else local[*])")
+    parser.add_argument("--remote", help="Spark Connect server, sc://host:port (default: SPARK_REMOTE)")
+    parser.add_argument("--spark-conf", dest="spark_conf", action="append", type=_key_value, metavar="KEY=VALUE",
+                        help="a Spark setting for a session started here (repeatable)")
+    parser.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: "
+                                                                    "MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--registry-uri", dest="registry_uri",
+                        help="MLflow registry URI, e.g. databricks-uc (default: MLFLOW_REGISTRY_URI)")
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", help="output path, or with --format table a table name (catalog.schema.table)")
+    parser.add_argument("--format", choices=["parquet", "csv", "delta", "table"])
+    parser.add_argument("--mode", choices=["error", "overwrite", "append"])
+    parser.add_argument("--partition-by", dest="partition_by", type=_names, help="comma-separated output columns")
+
+
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _setting(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, value = _key_value(text)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key, value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
 
 
 def _sampling_arguments(parser: argparse.ArgumentParser, controlled: bool = True) -> None:
@@ -145,9 +190,7 @@ def _share(text: str) -> tuple[str, float]:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse and run; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    if options.get("shares"):
-        options["shares"] = dict(options["shares"])
+    options = options_of(args)
     try:
         if args.command == "train":
             return _train(args.config, options)
@@ -157,6 +200,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args.config, options)
         if args.command == "impute":
             return _impute(args.config, options)
+        if args.command == "pipeline":
+            return _pipeline(args.config, options)
         from spark_synth.demo import run_demo
 
         run_demo(**options)
@@ -168,11 +213,35 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def options_of(args: argparse.Namespace) -> dict:
+    """A command's settings from its flags (None: not given, so the config file's value stands)."""
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    for name in ("shares", "spark_conf"):
+        if options.get(name):
+            options[name] = dict(options[name])
+    return options
+
+
+def _pipeline(config_path: str, options: dict) -> int:
+    from spark_synth.evaluate.after_training import format_headline
+    from spark_synth.workflow import load_workflow, run_workflow
+
+    done = run_workflow(load_workflow(config_path, options.pop("settings") or (), **options))
+    print(f"generator saved to {done['model_dir']} ({done['model_uri']})")
+    if "headline" in done:
+        print(format_headline(done["headline"]))
+    if done.get("promoted"):
+        print(f"promoted: {done['promoted']}")
+    if "output" in done:
+        print(f"wrote {done['generated']} synthetic rows (or subjects) to {done['output']}")
+    return 0
+
+
 def _train(config_path: str | None, options: dict) -> int:
-    from spark_synth.config import TrainConfig, load_config
+    from spark_synth.config import PIPELINE_SECTIONS, TrainConfig, load_config
     from spark_synth.pipeline import train
 
-    config = load_config(TrainConfig, config_path, **options)
+    config = load_config(TrainConfig, config_path, sections=PIPELINE_SECTIONS, **options)
     outcome = train(config)
     print(f"generator saved to {outcome.model_dir}")
     print(f"MLflow run {outcome.run_id}: {outcome.model_uri}")
@@ -219,6 +288,8 @@ def _evaluate(config_path: str | None, options: dict) -> int:
         print(f"report written to {outcome.report}")
     if outcome.run_id:
         print(f"figures logged to MLflow run {outcome.run_id}")
+    if outcome.promoted:
+        print(f"{config.model} passed the gate: alias '{config.promote}' now points at version {outcome.promoted}")
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spark_synth.errors import SynthError
 
@@ -25,7 +26,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
 
-class TrainConfig(_Strict):
+# settings that may hold credentials (a token in a URI, a storage key in spark_conf): never logged
+UNLOGGED_SETTINGS = {"tracking_uri", "registry_uri", "remote", "spark_conf"}
+
+
+class SessionSettings(_Strict):
+    """Where the job runs and tracks: each also comes from the environment (MLFLOW_TRACKING_URI,
+    MLFLOW_REGISTRY_URI, SPARK_MASTER, SPARK_REMOTE) and, in YAML, from ``${VAR}`` references."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = Field(None, description="MLflow registry URI, e.g. databricks-uc")
+    master: str | None = None
+    remote: str | None = Field(None, description="Spark Connect URL (sc://host:port) instead of a local session")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="Spark settings for a session started here")
+
+    @field_validator("spark_conf", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()} \
+            if isinstance(value, dict) else value
+
+
+class TrainConfig(SessionSettings):
     data: Any = Field(None, description="path, Spark table name, or a Spark DataFrame (Python API)")
     # an event log instead of a flat table: a subject table and its events, linked by key
     subjects: Any = Field(None, description="subject table: path, table name or DataFrame")
@@ -41,6 +63,7 @@ class TrainConfig(_Strict):
     max_epochs: int = Field(500, gt=0)
     seed: int = 0
     registered_model: str | None = Field(None, alias="register", description="MLflow registry name")
+    alias: str | None = Field(None, description="registry alias set on the registered version, e.g. candidate")
     columns: dict[str, ColumnSettings] = Field(default_factory=dict)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     batch_size: int | None = Field(None, gt=0)
@@ -49,12 +72,10 @@ class TrainConfig(_Strict):
     dropout: float = Field(0.3, ge=0, lt=1)
     patience: int = Field(10, gt=0)
     experiment: str = "spark-synth"
-    tracking_uri: str | None = None
     work_dir: str | None = None
     quality_rows: int = Field(10_000, ge=0, description="synthetic rows (subjects) evaluated after training; 0 skips")
     target: str | None = Field(None, description="column predicted in the after-training utility test (TSTR)")
     report: str | None = Field(None, description="also write the after-training evaluation report to this HTML file")
-    master: str | None = None
     progress: bool = True
     # differential privacy: one (epsilon, delta) budget for statistics and weights; None trains without DP
     max_epsilon: float | None = Field(None, description="total privacy budget; enables DP")
@@ -73,6 +94,8 @@ class TrainConfig(_Strict):
                              "private, 1 to 10 is usual")
         if self.delta is not None and self.max_epsilon is None:
             raise ValueError("delta is a differential-privacy setting: give max_epsilon too")
+        if self.alias is not None and self.registered_model is None:
+            raise ValueError(f"alias '{self.alias}' is set on a registered version: give register NAME too")
         if self.delta is not None and not 0 < self.delta < 1:
             raise ValueError(f"delta must lie strictly between 0 and 1 (got {self.delta}), e.g. 1e-5")
         return self
@@ -119,7 +142,7 @@ class SamplingSettings(_Strict):
         return controls
 
 
-class GenerateConfig(SamplingSettings):
+class GenerateConfig(SamplingSettings, SessionSettings):
     model: str
     rows: int | None = Field(None, gt=0, description="rows of a flat table")
     subjects: int | None = Field(None, gt=0, description="subjects of an event log (each with its events)")
@@ -128,14 +151,14 @@ class GenerateConfig(SamplingSettings):
     seed_events: Any = Field(None, description="an event-log seed's first events (path, table name or DataFrame), "
                                                "linked to the seed rows by the subject key")
     output: str
-    format: Literal["parquet", "csv", "delta"] = "parquet"
+    format: Literal["parquet", "csv", "delta", "table"] = Field(
+        "parquet", description="table: a catalog table named by output (catalog.schema.table), Delta where available")
     mode: Literal["error", "overwrite", "append"] = "error"
+    partition_by: list[str] | None = Field(None, description="output columns to partition the files by")
     seed: int = 0
     partitions: int | None = Field(None, gt=0)
     chunk_size: int | None = Field(None, gt=0, le=10_000_000,
                                    description="rows (flat) or subjects (event log) per chunk; default 100,000 / 10,240")
-    tracking_uri: str | None = None
-    master: str | None = None
 
     @model_validator(mode="after")
     def _one_size(self) -> GenerateConfig:
@@ -147,7 +170,7 @@ class GenerateConfig(SamplingSettings):
         return self
 
 
-class ImputeConfig(SamplingSettings):
+class ImputeConfig(SamplingSettings, SessionSettings):
     """Fill the nulls of chosen columns of a real table with a generator's samples."""
 
     model: str
@@ -155,14 +178,14 @@ class ImputeConfig(SamplingSettings):
     columns: list[str] = Field(..., min_length=1, description="columns whose nulls are filled")
     output: str
     data_format: Literal["parquet", "csv", "delta", "table"] | None = None
-    format: Literal["parquet", "csv", "delta"] = "parquet"
+    format: Literal["parquet", "csv", "delta", "table"] = Field(
+        "parquet", description="table: a catalog table named by output (catalog.schema.table), Delta where available")
     mode: Literal["error", "overwrite", "append"] = "error"
+    partition_by: list[str] | None = Field(None, description="output columns to partition the files by")
     seed: int = 0
-    tracking_uri: str | None = None
-    master: str | None = None
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(SessionSettings):
     """What to compare: a flat table (synthetic, training, holdout) or the two-table form of an event log."""
 
     synthetic: Any = None
@@ -181,15 +204,16 @@ class EvaluateConfig(_Strict):
     target: str | None = Field(None, description="column predicted in the TSTR utility test (subject table for logs)")
     report: str | None = Field(None, description="write the HTML report here")
     model: str | None = Field(None, description="the generator evaluated: adds its epsilon, logs into its MLflow run")
+    rows: int | None = Field(None, gt=0, description="generate this many rows (subjects) from model as the synthetic data")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="quality gate: fail below this overall accuracy")
+    promote: str | None = Field(None, description="registry alias set on the model when it passes the gate")
     experiment: str = "spark-synth"
-    tracking_uri: str | None = None
     mlflow: bool = Field(True, description="log the figures and the report to MLflow")
     distance_rows: int = Field(20_000, ge=100, description="rows per side for DCR / NNDR")
     audit_rows: int = Field(5_000, ge=50, description="members (and as many non-members) in the membership audit")
     utility_rows: int = Field(50_000, ge=100, description="rows per model in the TSTR test")
     max_triples: int = Field(100, ge=0, description="column triples scored for trivariate accuracy")
     seed: int = 0
-    master: str | None = None
     progress: bool = True
 
     @model_validator(mode="after")
@@ -199,46 +223,104 @@ class EvaluateConfig(_Strict):
                "training_subjects": self.training_subjects, "training_events": self.training_events,
                "holdout_subjects": self.holdout_subjects, "holdout_events": self.holdout_events,
                "subject_key": self.subject_key, "foreign_key": self.foreign_key}
-        given_flat = [k for k, v in flat.items() if v is not None]
-        given_log = [k for k, v in log.items() if v is not None]
-        if given_flat and given_log:
+        if self.rows is not None and self.model is None:
+            raise ValueError("--rows generates the synthetic data from a generator: give --model too")
+        if self.promote is not None and not str(self.model or "").startswith("models:/"):
+            raise ValueError("--promote sets an alias on a registered model: give --model models:/NAME@ALIAS "
+                             "(or models:/NAME/VERSION)")
+        log_form = any(v is not None for v in log.values())
+        if log_form and any(v is not None for v in flat.values()):
             raise ValueError("give either --synthetic/--training/--holdout (a flat table) or the "
                              "--*-subjects/--*-events form (an event log), not both")
-        if not given_log and len(given_flat) < 3:
-            missing = [k for k in flat if flat[k] is None]
-            raise ValueError(f"missing {', '.join('--' + m for m in missing)} (or use the event-log form)")
-        if given_log and len(given_log) < len(log):
-            missing = [k for k in log if log[k] is None]
-            raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        generated = self.rows is not None  # the synthetic side comes from --model
+        if not log_form:
+            missing = [k for k, v in flat.items() if v is None and not (generated and k == "synthetic")]
+            if missing:
+                raise ValueError(f"missing {', '.join('--' + m for m in missing)} (or use the event-log form)")
+        else:
+            missing = [k for k, v in log.items() if v is None and not (generated and k.startswith("synthetic_"))]
+            if missing:
+                raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
         return self
 
     @property
     def is_log(self) -> bool:
-        return self.synthetic is None
+        return self.training is None
 
 
-def load_config(cls: type[_Strict], path: str | None = None, **overrides: Any) -> Any:
+PIPELINE_SECTIONS = ("evaluate", "generate")  # a training config's sections read by `spark-synth pipeline`
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(cls: type[_Strict], path: str | None = None, sections: tuple[str, ...] = (), **overrides: Any) -> Any:
     """Merge a YAML file with explicit overrides (flags win) and validate.
 
-    A ``None`` override means "not given" and leaves the file's value alone.
+    A ``None`` override means "not given" and leaves the file's value alone; ``sections`` are
+    sub-mappings of the file that belong to other steps and are left out here.
     """
-    values: dict[str, Any] = {}
-    if path:
-        if not os.path.isfile(path):
-            raise SynthError(f"config file {path} does not exist.", "Check the --config path.")
-        with open(path, encoding="utf-8") as handle:
-            try:
-                loaded = yaml.safe_load(handle) or {}
-            except yaml.YAMLError as exc:
-                raise SynthError(f"config file {path} is not valid YAML: {exc}.", "Fix the YAML syntax.") from exc
-        if not isinstance(loaded, dict):
-            raise SynthError(f"config file {path} must hold a mapping of settings.", "See conf/ for examples.")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    values = {k: v for k, v in read_config(path, overrides).items() if k not in sections} if path else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    return validated(cls, values, path)
+
+
+def validated(cls: type[_Strict], values: dict[str, Any], where: str | None) -> Any:
     try:
         return cls(**values)
     except ValidationError as exc:
-        raise SynthError(_describe(exc, path), "Correct the setting (see conf/ for examples).") from exc
+        raise SynthError(_describe(exc, where), "Correct the setting (see conf/ for examples).") from exc
+
+
+def read_config(path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A YAML config from a local path (Databricks' /Volumes, /Workspace and /dbfs included) or from any
+    URI Spark can read (dbfs:/, s3a://, abfss://, gs://, hdfs://), with ``${VAR}`` / ``${VAR:-default}``
+    in its values taken from the environment."""
+    text = _config_text(path, overrides or {})
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SynthError(f"config file {path} is not valid YAML: {exc}.", "Fix the YAML syntax.") from exc
+    if not isinstance(loaded, dict):
+        raise SynthError(f"config file {path} must hold a mapping of settings.", "See conf/ for examples.")
+    return {k.replace("-", "_"): _expand(v, path) for k, v in loaded.items()}
+
+
+def _config_text(path: str, overrides: dict[str, Any]) -> str:
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+        raise SynthError(f"config file {path} does not exist.", "Check the --config path.")
+    from spark_synth.spark import get_spark
+
+    spark = get_spark(overrides.get("master"), overrides.get("remote"))
+    try:
+        rows = spark.read.text(path, wholetext=True).collect()
+    except Exception as exc:  # noqa: BLE001 - Hadoop filesystems raise many types; the user needs the path
+        raise SynthError(f"config file {path} could not be read: {str(exc).strip().splitlines()[0][:200]}",
+                         "Check the --config URI and that this cluster can read it.") from exc
+    if not rows:
+        raise SynthError(f"config file {path} does not exist.", "Check the --config path.")
+    return rows[0][0]
+
+
+def _expand(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SynthError(f"config file {path} refers to ${{{name}}}, which is not set in the environment.",
+                         f"Set {name}, or give a default: ${{{name}:-value}}.")
+
+    return _ENV_REFERENCE.sub(substitute, value)
 
 
 def _describe(exc: ValidationError, path: str | None) -> str:

@@ -1,10 +1,15 @@
-"""Demo data that ships with the install (no downloads at run time)."""
+"""Demo data that ships with the install (no downloads at run time), and a behavioral-log simulator
+(:func:`simulate_log`, Spark) for any size."""
 
 from __future__ import annotations
 
 import os
 
 import pandas as pd
+
+from spark_synth.simulator import simulate_log
+
+__all__ = ["census_or_credit", "credit_data", "flights_log", "simulate_log"]
 
 
 def credit_data() -> pd.DataFrame:

@@ -22,6 +22,7 @@ from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
 from spark_synth.log_seed import SEED_EVENT_ID, SEED_EVENTS, require_link, seed_event_columns
 from spark_synth.schema import quoted
+from spark_synth.spark import is_connect
 
 _WORKER_CACHE: dict[str, Generator | LogGenerator] = {}
 ROW_ID = "__spark_synth_row"  # an input row's id, naming its batch's random stream
@@ -145,12 +146,11 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
              chunk_size: int, partitions: int | None, controls: Controls | None = None) -> DataFrame:
     """``spark.range(n_chunks).mapInArrow``: each chunk calls ``generator.<method>(seed, chunk, n, first)``."""
     n_chunks = math.ceil(units / chunk_size)
-    partitions = min(partitions or spark.sparkContext.defaultParallelism, n_chunks)
     key, shipped = _ship(spark, generator)
     extra = (controls,) if controls is not None else ()
 
     def generate_chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        worker_generator = _cached_generator(key, shipped.value)
+        worker_generator = _cached_generator(key, shipped)
         _set_threads()
         produce = getattr(worker_generator, method)
         for batch in batches:
@@ -158,7 +158,9 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
                 first = chunk_id * chunk_size
                 yield produce(seed, chunk_id, min(chunk_size, units - first), first, *extra)
 
-    chunks = spark.range(0, n_chunks, 1, numPartitions=partitions)
+    # without a count, spark.range takes the session's default parallelism (on Spark Connect too)
+    chunks = spark.range(0, n_chunks, 1, numPartitions=min(partitions, n_chunks)) if partitions else \
+        spark.range(0, n_chunks, 1)
     return chunks.mapInArrow(generate_chunks, ddl)
 
 
@@ -168,7 +170,7 @@ def _per_batch(spark: SparkSession, generator: Generator | LogGenerator, data: D
     columns = data.columns
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        worker_generator = _cached_generator(key, shipped.value)
+        worker_generator = _cached_generator(key, shipped)
         _set_threads()
         for batch in batches:
             if batch.num_rows:
@@ -179,15 +181,17 @@ def _per_batch(spark: SparkSession, generator: Generator | LogGenerator, data: D
 
 
 def _ship(spark: SparkSession, generator: Generator | LogGenerator):
-    """(a key naming the generator, its files broadcast once to the executors)."""
+    """(a key naming the generator, its files): broadcast once to the executors on a classic session; on
+    Spark Connect, which has no broadcast, carried inside the task closure (generators are a few MB)."""
     payload = generator.to_payload()
     key = hashlib.sha256(b"".join(payload[name] for name in sorted(payload))).hexdigest()
-    return key, spark.sparkContext.broadcast(payload)
+    return key, payload if is_connect(spark) else spark.sparkContext.broadcast(payload)
 
 
-def _cached_generator(key: str, payload: dict[str, bytes]) -> Generator | LogGenerator:
+def _cached_generator(key: str, shipped) -> Generator | LogGenerator:
     """Build the generator once per Python worker, not once per task or chunk."""
     if key not in _WORKER_CACHE:
+        payload = shipped if isinstance(shipped, dict) else shipped.value
         _WORKER_CACHE.clear()
         kind = LogGenerator if "log.json" in payload else Generator
         _WORKER_CACHE[key] = kind.from_payload(payload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from spark_synth.errors import SynthError
 from spark_synth.spark import has_delta
 
 READ_FORMATS = ("parquet", "csv", "delta", "table")
-WRITE_FORMATS = ("parquet", "csv", "delta")
+WRITE_FORMATS = ("parquet", "csv", "delta", "table")
 WRITE_MODES = ("error", "overwrite", "append")
 
 _PARQUET_SUFFIXES = (".parquet", ".parq")
@@ -366,7 +367,7 @@ def _partition_columns(df: DataFrame, partition_by: str | Sequence[str] | None) 
 
 
 def _spark_write(df: DataFrame, path: str, fmt: str, partition_by: list[str]) -> None:
-    writer = df.write.mode("errorifexists")
+    writer = df.write.mode("error")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if fmt == "csv":
@@ -524,7 +525,7 @@ def _write_delta_spark(
     if existed and not is_delta:  # overwrite of a plain directory: build the table aside, then swap it in
         staged = _temp_sibling(fs, target, "tmp")
         try:
-            writer = df.write.format("delta").mode("errorifexists")
+            writer = df.write.format("delta").mode("error")
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
             writer.save(staged)
@@ -533,7 +534,7 @@ def _write_delta_spark(
             if fs.exists(staged):
                 fs.delete(staged)
         return
-    writer = df.write.format("delta").mode({"error": "errorifexists"}.get(mode, mode))
+    writer = df.write.format("delta").mode(mode)
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")
     if partition_by:
@@ -555,7 +556,8 @@ def write_table(
 ) -> None:
     """Write ``df`` to ``path`` atomically: readers see the old table or the new one, never a partial one.
 
-    ``fmt``: parquet, csv (with header) or delta. ``mode``: error (refuse an existing path), overwrite
+    ``fmt``: parquet, csv (with header), delta, or table (``path`` is then a catalog table name such as
+    a Unity Catalog ``catalog.schema.table``). ``mode``: error (refuse an existing path), overwrite
     (replace it), append (add rows; a real Delta commit for Delta). Output is staged in a hidden sibling
     directory and renamed into place; a failure deletes the staging directory and leaves ``path`` as it was.
     """
@@ -565,6 +567,9 @@ def write_table(
     if mode not in WRITE_MODES:
         raise SynthError(f"Unknown write mode {mode!r}.", f"Use one of {', '.join(WRITE_MODES)}.")
     parts = _partition_columns(df, partition_by)
+    if fmt == "table":
+        _write_catalog_table(df, os.fspath(path), mode, parts)
+        return
     spark = df.sparkSession
     raw = os.fspath(path)
     fs = _Fs(spark, raw)
@@ -603,3 +608,63 @@ def write_table(
     finally:
         if fs.exists(staged):
             fs.delete(staged)
+
+
+# ------------------------------------------------------------------------------------------ catalog tables
+
+_TABLE_NAME = re.compile(r"^(`[^`]+`|[A-Za-z_][\w-]*)(\.(`[^`]+`|[A-Za-z_][\w-]*)){0,2}$")
+
+
+def check_table_name(name: str) -> str:
+    if not _TABLE_NAME.match(name):
+        raise SynthError(f"{name!r} is not a table name.",
+                         "Name the output table as table, schema.table or catalog.schema.table (Unity Catalog).")
+    return name
+
+
+def output_exists(spark: SparkSession, target: str, fmt: str) -> bool:
+    """True when the output (a path, or with fmt "table" a catalog table) already exists."""
+    if fmt == "table":
+        return bool(spark.catalog.tableExists(check_table_name(target)))
+    return path_exists(spark, target)
+
+
+def delete_output(spark: SparkSession, target: str, fmt: str) -> None:
+    """Remove an output this job wrote (a path, or a catalog table)."""
+    if fmt == "table":
+        spark.sql(f"DROP TABLE IF EXISTS {check_table_name(target)}")
+    else:
+        delete_path(spark, target)
+
+
+def _write_catalog_table(df: DataFrame, name: str, mode: str, partition_by: list[str]) -> None:
+    """A catalog table, Delta where the session has it (Databricks, Unity Catalog): then every mode is one
+    atomic commit. Elsewhere a new or replacing table is built under a temporary name and renamed into place,
+    and an append is Spark's own job commit."""
+    spark = df.sparkSession
+    check_table_name(name)
+    exists = spark.catalog.tableExists(name)
+    if exists and mode == "error":
+        raise SynthError(f"Output table {name} already exists.",
+                         "Choose another table name, or pass --mode overwrite (--mode append to add to it).")
+    delta = has_delta(spark)
+
+    def writer(frame: DataFrame, how: str):
+        w = frame.write.mode(how)
+        if delta:
+            w = w.format("delta").option("overwriteSchema", "true") if how == "overwrite" else w.format("delta")
+        return w.partitionBy(*partition_by) if partition_by else w
+
+    if delta or (exists and mode == "append"):
+        writer(df, mode).saveAsTable(name)
+        return
+    staged = f"{name.rsplit('.', 1)[0] + '.' if '.' in name else ''}`_spark_synth_tmp_{uuid.uuid4().hex[:12]}`"
+    try:
+        writer(df, "error").saveAsTable(staged)
+        if exists:
+            spark.sql(f"DROP TABLE {name}")
+        spark.sql(f"ALTER TABLE {staged} RENAME TO {name}")
+        if partition_by:  # a rename keeps the old partition locations: list them again from the moved files
+            spark.sql(f"ALTER TABLE {name} RECOVER PARTITIONS")
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {staged}")

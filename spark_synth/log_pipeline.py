@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from spark_synth import dp, tracking
-from spark_synth.config import TrainConfig
+from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.distributed import launch, threads_per_process
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
@@ -132,7 +132,7 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             sample = denormalized(*generator.sample(5, seed=config.seed), generator.sequence)
-            model_uri = tracking.log_generator(config.model_dir, sample, config.registered_model)
+            model_uri = tracking.log_generator(config.model_dir, sample, config.registered_model, config.alias)
         except BaseException:
             shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
             raise
@@ -183,7 +183,7 @@ def _result_meta(result) -> dict[str, Any]:
 
 def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig, event_config: ModelConfig,
             n_train: int, n_val: int, n_events: int) -> dict[str, Any]:
-    params = config.model_dump(exclude={"data", "subjects", "events", "tracking_uri", "columns"})
+    params = config.model_dump(exclude={"data", "subjects", "events", "columns", *UNLOGGED_SETTINGS})
     params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
                "subjects": config.subjects if isinstance(config.subjects, str) else "DataFrame",
                "events": config.events if isinstance(config.events, str) else "DataFrame",

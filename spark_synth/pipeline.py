@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from spark_synth import dp, tracking
 from spark_synth.analyze import analyze, validated_overview
-from spark_synth.config import GenerateConfig, ImputeConfig, TrainConfig
+from spark_synth.config import UNLOGGED_SETTINGS, GenerateConfig, ImputeConfig, TrainConfig
 from spark_synth.distributed import check_backend, launch, threads_per_process
 from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
@@ -29,13 +29,13 @@ from spark_synth.generate import (
     impute_dataframe,
 )
 from spark_synth.generator import Generator
-from spark_synth.io import delete_path, path_exists, read_table, write_table
+from spark_synth.io import delete_output, delete_path, output_exists, read_table, write_table
 from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.normalize import normalize
 from spark_synth.private_stats import private_statistics
 from spark_synth.schema import plan_columns, quoted
-from spark_synth.spark import get_spark
+from spark_synth.spark import session_for
 from spark_synth.split import with_split
 from spark_synth.train.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
 from spark_synth.train.loop import TrainSettings
@@ -60,7 +60,7 @@ class TrainOutcome:
 
 def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
     """Train a generator on ``config.data`` (or an event log) and track it in MLflow; the source is only read."""
-    spark = spark or get_spark(config.master)
+    spark = spark or session_for(config)
     check_backend(spark, config.backend, config.num_processes, config.use_gpu)
     if config.is_log:
         from spark_synth.log_pipeline import train_log
@@ -90,7 +90,7 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
                              patience=config.patience, seed=config.seed, progress=config.progress)
-    params = config.model_dump(exclude={"data", "tracking_uri", "columns", "checkpoint_dir", "work_dir"})
+    params = config.model_dump(exclude={"data", "columns", "checkpoint_dir", "work_dir", *UNLOGGED_SETTINGS})
     params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
                "data": config.data if isinstance(config.data, str) else "DataFrame",
                "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns), "hidden": model_config.hidden}
@@ -130,7 +130,7 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
-                                               config.registered_model)
+                                               config.registered_model, config.alias)
         except BaseException:
             shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
             raise
@@ -225,8 +225,10 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if not is_log and config.seed_events is not None:
         raise SynthError(f"{config.model} is a flat-table generator; seed events begin the events of an event log.",
                          "Leave out --seed-events (the seed rows alone condition a flat table).")
-    spark = spark or get_spark(config.master)
-    if config.mode == "error" and path_exists(spark, config.output):
+    spark = spark or session_for(config)
+    tracking.configure(config.tracking_uri, config.registry_uri)
+    targets = [config.output] if not is_log else _log_outputs(config.output, config.format)
+    if config.mode == "error" and any(output_exists(spark, t, config.format) for t in [config.output, *targets]):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
     count = config.rows or config.subjects
     if config.seed_data is not None:
@@ -240,7 +242,7 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         else:
             df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
                                     config.partitions, controls)
-        write_table(df, config.output, config.format, config.mode)  # atomic: a failed job leaves nothing
+        write_table(df, config.output, config.format, config.mode, config.partition_by)  # atomic: all or nothing
         return count
     if config.seed_data is not None:
         seed_events = None
@@ -254,15 +256,37 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     else:
         subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
                                                    config.chunk_size or LOG_CHUNK, config.partitions, controls)
-    subject_path, event_path = (os.path.join(config.output, name) for name in ("subjects", "events"))
-    write_table(subjects, subject_path, config.format, config.mode)
+    subject_target, event_target = targets
+    unknown = [c for c in config.partition_by or () if c not in subjects.columns + events.columns]
+    if unknown:
+        raise SynthError(f"partition column(s) {unknown} are in neither generated table.",
+                         f"Partition by subject or event columns: {subjects.columns + events.columns}.")
+    write_table(subjects, subject_target, config.format, config.mode, _partitions(config.partition_by, subjects))
     try:
-        write_table(events, event_path, config.format, config.mode)
+        write_table(events, event_target, config.format, config.mode, _partitions(config.partition_by, events))
     except BaseException:
         if config.mode != "append":  # the pair is delivered whole or not at all
-            delete_path(spark, config.output if config.mode == "error" else subject_path)
+            if config.mode == "error" and config.format != "table":
+                delete_path(spark, config.output)
+            else:
+                delete_output(spark, subject_target, config.format)
         raise
     return count
+
+
+def _log_outputs(output: str, fmt: str) -> list[str]:
+    """Where an event log's two tables go: OUTPUT/subjects and OUTPUT/events, or tables OUTPUT_subjects and
+    OUTPUT_events."""
+    if fmt == "table":
+        return [f"{output}_subjects", f"{output}_events"]
+    return [os.path.join(output, name) for name in ("subjects", "events")]
+
+
+def _partitions(partition_by: list[str] | None, df: DataFrame) -> list[str] | None:
+    """An event log partitions each of its tables by the columns it has."""
+    if not partition_by:
+        return None
+    return [c for c in partition_by if c in df.columns] or None
 
 
 def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:
@@ -273,12 +297,12 @@ def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:
         raise SynthError(f"{config.model} is an event-log generator; imputation fills flat tables.",
                          "Pass a flat-table generator.")
     controls = config.controls()
-    spark = spark or get_spark(config.master)
-    if config.mode == "error" and path_exists(spark, config.output):
+    spark = spark or session_for(config)
+    if config.mode == "error" and output_exists(spark, config.output, config.format):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
     data = read_table(spark, config.data, config.data_format)
     df = impute_dataframe(spark, generator, data, config.columns, config.seed, controls)
-    write_table(df, config.output, config.format, config.mode)
+    write_table(df, config.output, config.format, config.mode, config.partition_by)
 
 
 def start_training(config: TrainConfig) -> str:
@@ -287,7 +311,7 @@ def start_training(config: TrainConfig) -> str:
     _check_model_dir(config)
     if config.report:
         check_report_path(config.report)
-    tracking_uri = tracking.configure(config.tracking_uri)
+    tracking_uri = tracking.configure(config.tracking_uri, config.registry_uri)
     tracking.check_experiment(config.experiment)
     tracking.check_model_name(config.registered_model)
     return tracking_uri

@@ -23,13 +23,16 @@ GENERATOR_ARTIFACT = "generator"
 _SECRET = re.compile(r"(//[^/:@]+:)[^@/]+@")
 
 
-def configure(tracking_uri: str | None) -> str:
-    """Use the given URI, else MLFLOW_TRACKING_URI, else the embedded sqlite store in the working dir."""
+def configure(tracking_uri: str | None, registry_uri: str | None = None) -> str:
+    """Use the given URI, else MLFLOW_TRACKING_URI, else the embedded sqlite store in the working dir; the
+    registry is ``registry_uri``, else MLFLOW_REGISTRY_URI, else the tracking store."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep job logs readable
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
     mlflow.set_tracking_uri(uri)
+    if registry_uri or os.environ.get("MLFLOW_REGISTRY_URI"):
+        mlflow.set_registry_uri(registry_uri or os.environ["MLFLOW_REGISTRY_URI"])
     return uri
 
 
@@ -115,8 +118,9 @@ def sampling_params():
                         ParamSpec("seed", "long", 0)])
 
 
-def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) -> str:
-    """Log the generator files and a pyfunc over them; register under ``register`` if given.
+def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None, alias: str | None = None) -> str:
+    """Log the generator files and a pyfunc over them; register under ``register`` if given (and point
+    ``alias`` at the new version).
 
     Returns the model URI (``models:/NAME/VERSION`` when registered, else ``runs:/...``).
     """
@@ -144,12 +148,48 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None) ->
             artifacts={GENERATOR_ARTIFACT: model_dir},
             code_paths=[os.path.dirname(spark_synth.__file__)],
             signature=signature,
-            pip_requirements=["torch", "numpy", "pandas", "pyarrow", "safetensors", "mlflow"],
+            pip_requirements=serving_requirements(),
             registered_model_name=register,
         )
     if register and info.registered_model_version is not None:
-        return f"models:/{register}/{info.registered_model_version}"
+        uri = f"models:/{register}/{info.registered_model_version}"
+        if alias:
+            promote(uri, alias)
+        return uri
     return info.model_uri
+
+
+SERVING_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "safetensors", "tqdm", "mlflow")  # what the pyfunc imports
+
+
+def serving_requirements() -> list[str]:
+    """The pyfunc's packages pinned to the versions it was trained with (a serving endpoint rebuilds them;
+    torch without its local build tag, e.g. 2.13.0 for 2.13.0+cpu)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in SERVING_PACKAGES]
+
+
+def promote(model_uri: str, alias: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> str:
+    """Point registry alias ``alias`` at the version ``model_uri`` names (models:/NAME/VERSION or
+    models:/NAME@ALIAS); returns that version."""
+    import mlflow
+
+    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", model_uri)
+    if match is None:
+        raise SynthError(f"cannot set alias '{alias}' on {model_uri}: it is not a registered model version.",
+                         "Name the model as models:/NAME/VERSION or models:/NAME@ALIAS (register it with --register).")
+    configure(tracking_uri, registry_uri)
+    client = mlflow.MlflowClient()
+    name, version, current = match.groups()
+    try:
+        if version is None:
+            version = client.get_model_version_by_alias(name, current).version
+        client.set_registered_model_alias(name, alias, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise SynthError(f"could not set alias '{alias}' on {model_uri}: {str(exc)[:200]}",
+                         "Check the model name, version or alias, and MLFLOW_REGISTRY_URI.") from exc
+    return str(version)
 
 
 def load_generator(model: str, tracking_uri: str | None = None) -> Generator | LogGenerator:

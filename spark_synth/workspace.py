@@ -17,13 +17,14 @@ import tempfile
 import uuid
 from typing import Any
 
-from spark_synth.config import TrainConfig
+from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.errors import SynthError
 
 STATS_FILE = "prepared.json"
 # settings that change neither the data prepared nor the model trained: a resumed run may change them
-RUNTIME_SETTINGS = {"tracking_uri", "experiment", "registered_model", "report", "quality_rows", "target", "master",
-                    "progress", "backend", "num_processes", "use_gpu", "checkpoint_dir", "work_dir", "max_minutes"}
+RUNTIME_SETTINGS = {"experiment", "registered_model", "alias", "report", "quality_rows", "target", "master",
+                    "progress", "backend", "num_processes", "use_gpu", "checkpoint_dir", "work_dir", "max_minutes",
+                    *UNLOGGED_SETTINGS}
 
 
 class Workspace:

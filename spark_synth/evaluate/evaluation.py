@@ -69,9 +69,9 @@ class _Progress:
 def evaluate(config: EvaluateConfig, spark: SparkSession | None = None, privacy: dict | None = None) -> Evaluation:
     """Score the synthetic data of ``config``; ``privacy`` is a generator's DP record (epsilon, delta)."""
     if spark is None:
-        from spark_synth.spark import get_spark
+        from spark_synth.spark import session_for
 
-        spark = get_spark(config.master)
+        spark = session_for(config)
     cached: list[DataFrame] = []
     try:
         step = _Progress(config.progress, (7 if config.is_log else 5) + bool(config.target))

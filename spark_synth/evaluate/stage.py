@@ -17,6 +17,7 @@ from spark_synth import tracking
 from spark_synth.config import EvaluateConfig
 from spark_synth.errors import SynthError
 from spark_synth.evaluate.evaluation import Evaluation, evaluate, summary_json
+from spark_synth.spark import session_for
 
 
 @dataclass
@@ -24,26 +25,55 @@ class EvaluateOutcome:
     evaluation: Evaluation
     report: str | None
     run_id: str | None
+    promoted: str | None = None  # the registry version the alias now points at
 
 
 def run_evaluation(config: EvaluateConfig, spark: SparkSession | None = None) -> EvaluateOutcome:
-    """Evaluate, then deliver: the report file (written whole or not at all) and the MLflow run."""
+    """Evaluate, then deliver: the report file (written whole or not at all) and the MLflow run; then the
+    quality gate (a failure is an error, after the figures are recorded) and the promotion to an alias."""
     if config.report:
         check_report_path(config.report)
     privacy, run_id = None, None
-    if config.mlflow:
-        tracking.configure(config.tracking_uri)
-        if not config.model:
+    if config.mlflow or config.promote:
+        tracking.configure(config.tracking_uri, config.registry_uri)
+        if config.mlflow and not config.model:
             tracking.check_experiment(config.experiment)
     if config.model:
-        meta = getattr(tracking.load_generator(config.model, config.tracking_uri), "meta", {}) or {}
+        generator = tracking.load_generator(config.model, config.tracking_uri)
+        meta = getattr(generator, "meta", {}) or {}
         privacy, run_id = meta.get("privacy"), meta.get("mlflow_run_id")
+        if config.rows is not None:
+            spark = spark or session_for(config)
+            config = config.model_copy(update=_generated(spark, generator, config))
     evaluation = evaluate(config, spark, privacy)
     if config.report:
         write_atomically(config.report, evaluation.html)
     if config.mlflow:
         run_id = _log(config, evaluation, run_id)
-    return EvaluateOutcome(evaluation, config.report, run_id)
+    accuracy = evaluation.headline.get("accuracy_overall")
+    if config.min_accuracy is not None and (accuracy is None or accuracy < config.min_accuracy):
+        raise SynthError(f"quality gate failed: overall accuracy {accuracy} is below --min-accuracy "
+                         f"{config.min_accuracy}" + (f"; {config.model} was not promoted to '{config.promote}'"
+                                                     if config.promote else "") + ".",
+                         "Train longer (--max-minutes) or on more data, or lower --min-accuracy.")
+    promoted = tracking.promote(config.model, config.promote, config.tracking_uri, config.registry_uri) \
+        if config.promote else None
+    return EvaluateOutcome(evaluation, config.report, run_id, promoted)
+
+
+def _generated(spark: SparkSession, generator, config: EvaluateConfig) -> dict:
+    """The synthetic side generated from the evaluated generator (lazy; the evaluation persists it once)."""
+    from spark_synth.generate import generate_dataframe, generate_log_dataframes
+    from spark_synth.log_generator import LogGenerator
+
+    if isinstance(generator, LogGenerator) != config.is_log:
+        raise SynthError(f"{config.model} is {'an event-log' if isinstance(generator, LogGenerator) else 'a flat'} "
+                         "generator, but the evaluation compares the other form.",
+                         "Compare a flat generator with --training/--holdout, an event log with --*-subjects/--*-events.")
+    if config.is_log:
+        subjects, events = generate_log_dataframes(spark, generator, config.rows, config.seed)
+        return {"synthetic_subjects": subjects, "synthetic_events": events}
+    return {"synthetic": generate_dataframe(spark, generator, config.rows, config.seed)}
 
 
 def check_report_path(path: str) -> None:
