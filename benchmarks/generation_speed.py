@@ -70,26 +70,45 @@ def timed(action: Any) -> float:
 
 
 def breakdown(model_dir: str, rows: int) -> list[dict[str, Any]]:
-    """One chunk the way a Spark task makes it (one torch thread), each stage timed separately."""
+    """One chunk the way a Spark task makes it (one torch thread), each stage timed separately; model
+    sampling is split into the network (embedding sums, matmuls, activations) and the draws."""
     import torch
 
+    import spark_synth.model.argn as argn
     from spark_synth.generator import SUB_BATCH, Generator
 
     torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.generate._set_threads)
     generator = Generator.load(model_dir)
-    stages = {"lookup tables (once per worker)": 0.0, "model sampling": 0.0, "decode": 0.0, "parquet write": 0.0}
+    stages = {"lookup tables (once per worker)": 0.0, "model: network (embedding sums, matmuls)": 0.0,
+              "model: drawing codes (softmax, inverse CDF)": 0.0, "decode": 0.0, "parquet write": 0.0}
     stages["lookup tables (once per worker)"] = timed(lambda: generator.tables)
+    drawing = [0.0]
+    original = argn.draw
+
+    def timed_draw(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        out = original(*args, **kwargs)
+        drawing[0] += time.perf_counter() - started
+        return out
+
+    argn.draw = timed_draw
     torch_rng, numpy_rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
     batches = []
-    for start in range(0, rows, SUB_BATCH):
-        size = min(SUB_BATCH, rows - start)
-        t0 = time.perf_counter()
-        codes = generator.model.sample(size, torch_rng, tables=generator.tables)
-        t1 = time.perf_counter()
-        batches.append(generator.codec.decode(codes.numpy(), numpy_rng, np.arange(start, start + size, dtype=np.int64)))
-        t2 = time.perf_counter()
-        stages["model sampling"] += t1 - t0
-        stages["decode"] += t2 - t1
+    try:
+        for start in range(0, rows, SUB_BATCH):
+            size = min(SUB_BATCH, rows - start)
+            t0 = time.perf_counter()
+            codes = generator.model.sample(size, torch_rng, tables=generator.tables)
+            t1 = time.perf_counter()
+            batches.append(generator.codec.decode(codes.numpy(), numpy_rng,
+                                                  np.arange(start, start + size, dtype=np.int64)))
+            t2 = time.perf_counter()
+            stages["model: network (embedding sums, matmuls)"] += t1 - t0
+            stages["decode"] += t2 - t1
+    finally:
+        argn.draw = original
+    stages["model: network (embedding sums, matmuls)"] -= drawing[0]
+    stages["model: drawing codes (softmax, inverse CDF)"] = drawing[0]
     path = os.path.join(tempfile.gettempdir(), f"bench-chunk-{os.getpid()}.parquet")
     stages["parquet write"] = timed(lambda: pq.write_table(pa.Table.from_batches(batches), path))
     os.remove(path)

@@ -1,0 +1,106 @@
+"""Analyze + encode at scale: spark-synth's preparation of a table vs Spark reading, grouping and writing it.
+
+Why: before any training, every row is read, profiled (protected statistics) and encoded to
+Parquet shards; at billions of rows that pass must cost about what Spark itself costs. The table is
+the simulator's event log joined to its customers (``spark_synth.datasets.simulate_log``: 8 columns,
+timestamps, dates, categories, a heavy-tailed amount), written once to Parquet per size. For each
+size, alternating: ours = ``pipeline._prepare`` (read, plan, analyze, split, encode to shards, count
+the split), the baseline = read + a group-by over the categorical columns + a Parquet write of all
+rows. Peak memory of driver, JVM and Python workers is sampled per job: it should not grow with size.
+
+    .venv/bin/python benchmarks/encode_scale.py [--rows 1000000 10000000] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+
+from common import RESULTS_DIR, MemorySampler, machine, table, write_result
+from pyspark.sql import functions as F
+
+MEAN_EVENTS = 20.0
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="approximate rows per size")
+    ap.add_argument("--repeats", type=int, default=1, help="alternating rounds of (ours, baseline) per size")
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "encode_scale.json"))
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    host = machine()
+    from spark_synth.config import TrainConfig
+    from spark_synth.datasets import simulate_log
+    from spark_synth.pipeline import _prepare
+    from spark_synth.spark import get_spark
+    from spark_synth.workspace import Workspace
+
+    work = tempfile.mkdtemp(prefix="bench-encode-")
+    sampler = MemorySampler()
+    sampler.start()
+    results = []
+    try:
+        spark = get_spark(args.master)
+        for target in args.rows:
+            sampler.phase = f"source {target}"
+            source = os.path.join(work, f"events-{target}.parquet")
+            customers, events = simulate_log(spark, max(1, int(target / MEAN_EVENTS)), seed=1, mean_events=MEAN_EVENTS)
+            events.join(customers, "customer_id").drop("customer_id").write.parquet(source)
+            n = spark.read.parquet(source).count()
+            times: dict[str, list[float]] = {"ours": [], "baseline": []}
+            for r in range(args.repeats):
+                sampler.phase = f"ours {target}"
+                config = TrainConfig(data=source, model_dir=os.path.join(work, "unused"), work_dir=work, seed=r)
+                workspace = Workspace(config)
+                started = time.perf_counter()
+                prepared = _prepare(config, spark, workspace)
+                times["ours"].append(time.perf_counter() - started)
+                encoded = prepared.train_rows + prepared.validation_rows
+                workspace.remove()
+                if encoded != n:
+                    raise SystemExit(f"encoded {encoded} rows of {n}")
+                sampler.phase = f"baseline {target}"
+                started = time.perf_counter()
+                df = spark.read.parquet(source)
+                df.groupBy("event_type", "channel", "segment", "country").agg(
+                    F.count(F.lit(1)), F.avg("amount"), F.min("event_time"), F.max("event_time")).collect()
+                df.write.mode("overwrite").parquet(os.path.join(work, "baseline"))
+                times["baseline"].append(time.perf_counter() - started)
+                print(f"{n:,} rows, round {r + 1}: ours {times['ours'][-1]:.1f} s, "
+                      f"baseline {times['baseline'][-1]:.1f} s", flush=True)
+            shutil.rmtree(source, ignore_errors=True)
+            best = {k: min(v) for k, v in times.items()}
+            peaks = {k: sampler.peaks.get(f"{k} {target}", {}) for k in ("ours", "baseline")}
+            results.append({"rows": n, "seconds": times, "rows_per_s": {k: n / v for k, v in best.items()},
+                            "rows_per_s_per_core": {k: n / v / host["nproc"] for k, v in best.items()},
+                            "time_ratio_ours_over_baseline": best["ours"] / best["baseline"], "peak_mib": peaks})
+        spark.stop()
+    finally:
+        sampler.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nanalyze + encode vs read + group + write, {args.master}, {host['nproc']} x {host['cpu']}, "
+          f"load {host['loadavg_1m_at_start']}")
+    rows = []
+    for r in results:
+        for name in ("ours", "baseline"):
+            peak = r["peak_mib"][name]
+            rows.append([f"{r['rows']:,}", name, " / ".join(f"{t:.1f}" for t in r["seconds"][name]),
+                         r["rows_per_s_per_core"][name], *(round(peak.get(k, 0)) for k in ("driver", "jvm", "workers"))])
+    print(table(["rows", "job", "seconds", "rows/s per core", "driver MiB", "JVM MiB", "py workers MiB"], rows))
+    for r in results:
+        print(f"{r['rows']:,} rows: ours takes {r['time_ratio_ours_over_baseline']:.2f} x the baseline's time "
+              "(bar: within 3 x at 10M)")
+    write_result({"benchmark": "encode_scale", "master": args.master, "machine": host, "sizes": results}, args.out)
+
+
+if __name__ == "__main__":
+    main()
