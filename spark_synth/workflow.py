@@ -67,7 +67,8 @@ def load_workflow(path: str, settings: list[tuple[str, Any]] = (), **overrides: 
         # the model is the version training registers (or its directory): known only after training
         model = f"models:/{train.registered_model}" if train.registered_model else train.model_dir
         evaluate = validated(EvaluateConfig, {**shared, "experiment": train.experiment, "format": train.format,
-                                              **inputs, **section, "model": model}, f"{path} (evaluate:)")
+                                              "progress": train.progress, **inputs, **section, "model": model},
+                             f"{path} (evaluate:)")
     generate = None
     if sections["generate"] is not None:
         generate = validated(GenerateConfig, {**shared, **sections["generate"], "model": train.model_dir},
