@@ -17,6 +17,7 @@ from spark_synth.schema import ColumnPlan, quoted
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
 TEXT_DATE_SHARE = 0.99  # of non-null values that must parse before a text column counts as dates
+PROBE_ROWS = 10_000  # first rows that must look like dates before a text column is scanned in full
 
 
 def normalize(df: DataFrame, plans: list[ColumnPlan], keep: tuple[str, ...] = ()) -> tuple[DataFrame, list[ColumnPlan]]:
@@ -49,8 +50,22 @@ def _parse(column: Column, text_format: str) -> Column:
 
 
 def _text_date_formats(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, str]:
+    """Which text columns hold ISO dates or timestamps (at least TEXT_DATE_SHARE of their values).
+
+    The first PROBE_ROWS rows rule out the columns that are plainly text, so only date-like columns
+    are scanned in full (most tables have none: the full scan was a regex over every string value).
+    A column whose first rows are not dates stays text, which loses no value.
+    """
     if not plans:
         return {}
+    probe = df.select(*[F.col(quoted(p.name)) for p in plans]).limit(PROBE_ROWS)
+    candidates = [p for p in plans if p.name in _formats(probe, plans, unseen=True)]
+    return _formats(df, candidates) if candidates else {}
+
+
+def _formats(df: DataFrame, plans: list[ColumnPlan], unseen: bool = False) -> dict[str, str]:
+    """Column -> "date" / "timestamp" for the columns whose values are dates; with ``unseen``, columns
+    without a value here count too (as "unseen"), since they cannot be ruled out."""
     exprs = []
     for i, p in enumerate(plans):
         c = F.col(quoted(p.name))
@@ -62,6 +77,8 @@ def _text_date_formats(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, str]
     for i, p in enumerate(plans):
         n = row[f"n{i}"] or 0
         if not n:
+            if unseen:
+                formats[p.name] = "unseen"
             continue
         if (row[f"d{i}"] or 0) >= TEXT_DATE_SHARE * n:
             formats[p.name] = "date"
