@@ -7,6 +7,7 @@ timestamps, dates, categories, a heavy-tailed amount), written once to Parquet p
 size, alternating: ours = ``pipeline._prepare`` (read, plan, analyze, split, encode to shards, count
 the split), the baseline = read + a group-by over the categorical columns + a Parquet write of all
 rows. Peak memory of driver, JVM and Python workers is sampled per job: it should not grow with size.
+At the largest size the same steps are then timed one by one (text-date detection, analysis, encode).
 
     .venv/bin/python benchmarks/encode_scale.py [--rows 1000000 10000000] [--repeats 1]
 """
@@ -32,6 +33,33 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "encode_scale.json"))
     return ap.parse_args()
+
+
+def stage_profile(spark, source: str, work: str) -> dict[str, float]:
+    """The preparation's steps timed one by one (each a Spark job of its own over the whole table)."""
+    from spark_synth.analyze import analyze
+    from spark_synth.encode import encode_to_shards
+    from spark_synth.io import read_table
+    from spark_synth.normalize import normalize
+    from spark_synth.schema import plan_columns
+    from spark_synth.split import with_split
+
+    seconds, started = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        seconds[name], started = now - started, now
+
+    source_df = read_table(spark, source)
+    df, plans = normalize(source_df, plan_columns(source_df.schema, {}))
+    lap("plan + text-date detection")
+    stats = analyze(df, plans, 0, source)
+    lap("analysis (protected statistics)")
+    encode_to_shards(with_split(df, 0, 0.1), stats, os.path.join(work, "profile-shards"))
+    lap("encode + write shards")
+    shutil.rmtree(os.path.join(work, "profile-shards"), ignore_errors=True)
+    return seconds
 
 
 def main() -> None:
@@ -76,6 +104,9 @@ def main() -> None:
                 times["baseline"].append(time.perf_counter() - started)
                 print(f"{n:,} rows, round {r + 1}: ours {times['ours'][-1]:.1f} s, "
                       f"baseline {times['baseline'][-1]:.1f} s", flush=True)
+            if target == args.rows[-1]:
+                sampler.phase = "profile"
+                profile = stage_profile(spark, source, work)
             shutil.rmtree(source, ignore_errors=True)
             best = {k: min(v) for k, v in times.items()}
             peaks = {k: sampler.peaks.get(f"{k} {target}", {}) for k in ("ours", "baseline")}
@@ -99,7 +130,10 @@ def main() -> None:
     for r in results:
         print(f"{r['rows']:,} rows: ours takes {r['time_ratio_ours_over_baseline']:.2f} x the baseline's time "
               "(bar: within 3 x at 10M)")
-    write_result({"benchmark": "encode_scale", "master": args.master, "machine": host, "sizes": results}, args.out)
+    print(f"\nthe steps one by one at {results[-1]['rows']:,} rows:")
+    print(table(["step", "seconds"], [[k, round(v, 1)] for k, v in profile.items()]))
+    write_result({"benchmark": "encode_scale", "master": args.master, "machine": host, "sizes": results,
+                  "stage_seconds_at_largest": profile}, args.out)
 
 
 if __name__ == "__main__":

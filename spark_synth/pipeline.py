@@ -228,7 +228,8 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     spark = spark or session_for(config)
     tracking.configure(config.tracking_uri, config.registry_uri)
     targets = [config.output] if not is_log else _log_outputs(config.output, config.format)
-    if config.mode == "error" and any(output_exists(spark, t, config.format) for t in [config.output, *targets]):
+    taken = targets if config.format == "table" else [config.output]  # an event log's files share one folder
+    if config.mode == "error" and any(output_exists(spark, t, config.format) for t in taken):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
     count = config.rows or config.subjects
     if config.seed_data is not None:

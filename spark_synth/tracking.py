@@ -179,7 +179,8 @@ def promote(model_uri: str, alias: str, tracking_uri: str | None = None, registr
     if match is None:
         raise SynthError(f"cannot set alias '{alias}' on {model_uri}: it is not a registered model version.",
                          "Name the model as models:/NAME/VERSION or models:/NAME@ALIAS (register it with --register).")
-    configure(tracking_uri, registry_uri)
+    if tracking_uri or registry_uri:  # else the store the caller configured (configure() would reset it)
+        configure(tracking_uri, registry_uri)
     client = mlflow.MlflowClient()
     name, version, current = match.groups()
     try:

@@ -106,7 +106,7 @@ def trained_generator(
     model_dir = tmp_path_factory.mktemp("trained") / "generator"
     rc = cli.run([
         "train", "--data", str(census_parquet), "--model-dir", str(model_dir), "--max-minutes", "0.2",
-        "--tracking-uri", mlflow_store.uri, "--register", REGISTERED_NAME, "--no-progress",
+        "--tracking-uri", mlflow_store.uri, "--register", REGISTERED_NAME, "--alias", "candidate", "--no-progress",
     ])
     assert rc == 0
     run_id = json.loads((model_dir / "meta.json").read_text())["mlflow_run_id"]

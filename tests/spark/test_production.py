@@ -69,6 +69,8 @@ def test_the_quality_gate_decides_the_alias(trained_generator, census_sample, tm
     holdout = tmp_path / "holdout.parquet"
     census_sample.tail(800).to_parquet(holdout, index=False)
     name, store = trained_generator.registered_name, trained_generator.store
+    # `train --alias candidate` pointed the alias at the version it registered, in the --tracking-uri store
+    assert str(store.client().get_model_version_by_alias(name, "candidate").version) == "1"
     argv = ["evaluate", "--model", f"models:/{name}/1", "--rows", "1500", "--training", str(trained_generator.data),
             "--holdout", str(holdout), "--promote", "gold", "--tracking-uri", store.uri, "--no-progress"]
     assert_rejected([*argv, "--min-accuracy", "0.999"], capsys, digest, [holdout], ["quality gate failed",
