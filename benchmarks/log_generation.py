@@ -45,14 +45,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from common import REPO, RESULTS_DIR, machine, table, write_result
-from generation_speed import MemorySampler, _status, timed
+from common import REPO, RESULTS_DIR, MemorySampler, machine, process_status, table, write_result
+from generation_speed import timed
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 DEFAULT_LOG_DIR = os.path.join(REPO, "..", "shared", "data", "baseball")
 SUBJECTS_FILE, EVENTS_FILE = "players_train.parquet", "batting_train.parquet"
 LOG_KEYS = {"subject_key": "id", "foreign_key": "players_id", "order_by": "year"}
+SIM_KEYS = {"subject_key": "customer_id", "foreign_key": "customer_id", "order_by": "event_time"}
+SIM_CUSTOMERS, SIM_MEAN_EVENTS = 50_000, 10
 ROLES = ("driver", "jvm", "workers", "total_pss")
 
 
@@ -64,6 +66,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--master", default="local[2]", help="Spark master")
     ap.add_argument("--model", help="an existing event-log generator directory (default: train a small one)")
     ap.add_argument("--train-minutes", type=float, default=0.5, help="budget of the small generator")
+    ap.add_argument("--dataset", choices=("baseball", "simulated"), default="baseball",
+                    help="what the generator learns: the baseball log, or the simulator's customers and events "
+                         f"({SIM_CUSTOMERS:,} customers, ~{SIM_MEAN_EVENTS} events each)")
     ap.add_argument("--data-dir", default=DEFAULT_LOG_DIR, help=f"holds {SUBJECTS_FILE} and {EVENTS_FILE}")
     ap.add_argument("--chunk-size", type=int, default=10_240,
                     help="subjects per chunk (the product's default for event logs)")
@@ -143,6 +148,7 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
         SUBJECT_DECODE_STREAM,
         SUBJECT_STREAM,
         LogGenerator,
+        event_batches,
     )
 
     torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.generate._set_threads)
@@ -174,9 +180,8 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
     event_rng = torch.Generator().manual_seed(
         int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
     decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
-    max_length, emitted, event_batches, sampled = generator.sequence["max_length"], 0, [], 0
-    for i, codes in enumerate(replayed):
-        start = i * SUB_BATCH
+    max_length, emitted, event_tables, sampled = generator.sequence["max_length"], 0, [], 0
+    for start, codes in event_batches(replayed):
         t0 = time.perf_counter()
         event_codes, owner, step = generator.model.sample(codes, event_rng, generator.tables, generator.pins_first,
                                                           generator.pins_later)
@@ -189,11 +194,11 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
         t3 = time.perf_counter()
         emitted += batch.num_rows
         sampled += len(event_codes)  # the last sub-batch's subjects past the chunk are sampled, then dropped
-        event_batches.append(batch)
+        event_tables.append(batch)
         stages["event sampling"] += t1 - t0
         stages["event decode"] += t2 - t1
         stages["event assembly (foreign key, order column)"] += t3 - t2
-    event_table = pa.Table.from_batches(event_batches, schema=generator.event_schema).combine_chunks()
+    event_table = pa.Table.from_batches(event_tables, schema=generator.event_schema).combine_chunks()
 
     path = os.path.join(tempfile.gettempdir(), f"bench-log-chunk-{os.getpid()}.parquet")
     t0 = time.perf_counter()
@@ -226,7 +231,24 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def train_small(master: str, data_dir: str, work: str, minutes: float) -> str:
+def log_files(dataset: str, data_dir: str, work: str) -> tuple[str, str, dict[str, str]]:
+    """(subject table, event table, keys) of the dataset the generator learns."""
+    if dataset == "simulated":
+        return os.path.join(work, "sim", "customers"), os.path.join(work, "sim", "events"), SIM_KEYS
+    return os.path.join(data_dir, SUBJECTS_FILE), os.path.join(data_dir, EVENTS_FILE), LOG_KEYS
+
+
+def write_simulated(spark: Any, work: str) -> None:
+    """The simulator's log (:func:`spark_synth.datasets.simulate_log`) as Parquet under ``work/sim``."""
+    from spark_synth.datasets import simulate_log
+
+    customers, events = simulate_log(spark, SIM_CUSTOMERS, seed=3, mean_events=SIM_MEAN_EVENTS)
+    subjects_path, events_path, _ = log_files("simulated", "", work)
+    customers.write.mode("overwrite").parquet(subjects_path)
+    events.write.mode("overwrite").parquet(events_path)
+
+
+def train_small(master: str, dataset: str, data_dir: str, work: str, minutes: float) -> str:
     """Train in this process (Spark session included); MLflow store and artifacts stay under ``work``."""
     import mlflow
 
@@ -234,22 +256,26 @@ def train_small(master: str, data_dir: str, work: str, minutes: float) -> str:
     from spark_synth.pipeline import train
     from spark_synth.spark import get_spark
 
+    spark = get_spark(master)
+    if dataset == "simulated":
+        write_simulated(spark, work)
+    subjects, events, keys = log_files(dataset, data_dir, work)
     uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment("log-generation", artifact_location=os.path.join(work, "mlartifacts"))
-    config = TrainConfig(subjects=os.path.join(data_dir, SUBJECTS_FILE), events=os.path.join(data_dir, EVENTS_FILE),
-                         **LOG_KEYS, model_dir=os.path.join(work, "model"), max_minutes=minutes, quality_rows=0,
-                         tracking_uri=uri, experiment="log-generation", work_dir=work, progress=False)
-    return train(config, get_spark(master)).model_dir
+    config = TrainConfig(subjects=subjects, events=events, **keys, model_dir=os.path.join(work, "model"),
+                         max_minutes=minutes, quality_rows=0, tracking_uri=uri, experiment="log-generation",
+                         work_dir=work, progress=False)
+    return train(config, spark).model_dir
 
 
-def train_apart(master: str, data_dir: str, work: str, minutes: float) -> str:
+def train_apart(master: str, dataset: str, data_dir: str, work: str, minutes: float) -> str:
     """Train in a child process, so the memory figures show generation, not what training left resident
     (the driver's RSS does not come back down after training, nor does the JVM's heap right away)."""
     # this script again, not `python -c`: without grpc, pyspark.sql.connect (which spark_synth.io imports)
     # takes a main module with no __file__ for its doctests and exits the process with status 0
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--master", master, "--data-dir", data_dir,
-                    "--train-minutes", str(minutes), "--train-into", work], check=True)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--master", master, "--dataset", dataset,
+                    "--data-dir", data_dir, "--train-minutes", str(minutes), "--train-into", work], check=True)
     model_dir = os.path.join(work, "model")
     if not os.path.isfile(os.path.join(model_dir, "log.json")):
         raise SystemExit(f"training left no generator in {model_dir}")
@@ -268,7 +294,7 @@ def _growth(peaks: dict[str, dict[str, float]], small: str, large: str) -> dict[
 def main() -> None:
     args = parse_args()
     if args.train_into:
-        train_small(args.master, args.data_dir, args.train_into, args.train_minutes)
+        train_small(args.master, args.dataset, args.data_dir, args.train_into, args.train_minutes)
         return
     sizes = sorted(set(args.subjects))
     host = machine()
@@ -279,17 +305,19 @@ def main() -> None:
     from spark_synth.spark import get_spark
 
     data_dir = os.path.abspath(args.data_dir)
-    real_subjects = pq.read_table(os.path.join(data_dir, SUBJECTS_FILE))
-    real_events = pq.read_table(os.path.join(data_dir, EVENTS_FILE))
-    real_mean = real_events.num_rows / real_subjects.num_rows
     work = tempfile.mkdtemp(prefix="bench-log-generation-")
     sampler = MemorySampler()
     sampler.start()
     try:
         sampler.phase = "training (child process)"
-        model_dir = args.model or train_apart(args.master, data_dir, work, args.train_minutes)
+        model_dir = args.model or train_apart(args.master, args.dataset, data_dir, work, args.train_minutes)
         sampler.phase = "setup"
         spark = get_spark(args.master)
+        if args.dataset == "simulated" and args.model:  # the baseline's values come from the simulated log
+            write_simulated(spark, work)
+        subjects_path, events_path, _ = log_files(args.dataset, data_dir, work)
+        real_subjects, real_events = pq.read_table(subjects_path), pq.read_table(events_path)
+        real_mean = real_events.num_rows / real_subjects.num_rows
         generator = LogGenerator.load(model_dir)
         seq = generator.sequence
         subject_types = {c["name"]: c["spark_type"] for c in generator.subjects.stats["columns"]}  # spark_schema's
@@ -336,7 +364,7 @@ def main() -> None:
     finally:
         sampler.stop()
         shutil.rmtree(work, ignore_errors=True)
-    driver_hwm = _status(os.getpid()).get("VmHWM", 0) / 1024
+    driver_hwm = process_status(os.getpid()).get("VmHWM", 0) / 1024
 
     per_size = []
     for n in sizes:
@@ -352,7 +380,7 @@ def main() -> None:
         entry["ratio_ours_over_baseline"] = entry["ours"]["best"]["rows_per_s"] / entry["baseline"]["best"]["rows_per_s"]
         per_size.append(entry)
     growth = {job: _growth(sampler.peaks, f"{job} {sizes[0]}", f"{job} {sizes[-1]}") for job in ("ours", "baseline")}
-    result = {"benchmark": "log_generation", "subjects": sizes, "repeats": args.repeats, "master": args.master,
+    result = {"benchmark": "log_generation", "dataset": args.dataset, "subjects": sizes, "repeats": args.repeats, "master": args.master,
               "chunk_size": args.chunk_size, "machine": host,
               "model": {"dir": args.model, "trained_minutes": None if args.model else args.train_minutes,
                         "max_sequence_length": seq["max_length"], "meta": generator.meta},
@@ -360,7 +388,7 @@ def main() -> None:
               "peak_mib_sampled": sampler.peaks, "driver_vmhwm_mib": driver_hwm,
               "breakdown": stages, "breakdown_public_methods": public}
 
-    print(f"\nevent-log generation, subjects {' and '.join(f'{n:,}' for n in sizes)} x {args.repeats}, "
+    print(f"\nevent-log generation ({args.dataset} log), subjects {' and '.join(f'{n:,}' for n in sizes)} x {args.repeats}, "
           f"{args.master}, chunks of {args.chunk_size:,} subjects, {host['nproc']} x {host['cpu']}, "
           f"load {host['loadavg_1m_at_start']}")
     header = ["subjects", "events", "events/subject", "chunks", "seconds (each round)", "rows/s (best)",
@@ -390,7 +418,7 @@ def main() -> None:
     largest = per_size[-1]
     generated = largest["events_per_subject"]
     print(f"events per subject: {generated:.2f} generated at {largest['subjects']:,} subjects "
-          f"({generated / real_mean - 1:+.0%} vs {real_mean:.2f} in {EVENTS_FILE}; at most {seq['max_length']}), "
+          f"({generated / real_mean - 1:+.0%} vs {real_mean:.2f} in the training log; at most {seq['max_length']}), "
           f"i.e. {generated / 10:.0%} of the issue's ~10: the generator's own draw, nothing padded or cut")
 
     print(f"\nin-process breakdown of one {args.breakdown_subjects:,}-subject chunk ({public['events']:,} events), "

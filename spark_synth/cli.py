@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from spark_synth.errors import SynthError
-from spark_synth.tracking import redact
+from spark_synth.secrets import redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
     generate.add_argument("--chunk-size", dest="chunk_size", type=int,
                           help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240")
+    generate.add_argument("--max-task-memory-mb", dest="max_task_memory_mb", type=int,
+                          help="memory one generation task may use; a chunk that needs more is refused (default 4096)")
     generate.add_argument("--seed-data", dest="seed_data",
                           help="seed table (path or table name): one synthetic row per seed row, its columns kept")
     generate.add_argument("--seed-events", dest="seed_events",
@@ -207,10 +209,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         run_demo(**options)
         return 0
     except SynthError as error:
-        print(f"error: {error.problem}", file=sys.stderr)
+        print(f"error: {redact(error.problem)}", file=sys.stderr)
         if error.fix:
-            print(f"  fix: {error.fix}", file=sys.stderr)
-        return 2
+            print(f"  fix: {redact(error.fix)}", file=sys.stderr)
+        return error.exit_status
 
 
 def options_of(args: argparse.Namespace) -> dict:

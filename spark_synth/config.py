@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spark_synth.errors import SynthError
+from spark_synth.resources import DEFAULT_TASK_MEMORY_MB
 
 Encoding = Literal["auto", "categorical", "numeric", "digits", "binned", "datetime", "key"]
 
@@ -159,6 +160,8 @@ class GenerateConfig(SamplingSettings, SessionSettings):
     partitions: int | None = Field(None, gt=0)
     chunk_size: int | None = Field(None, gt=0, le=10_000_000,
                                    description="rows (flat) or subjects (event log) per chunk; default 100,000 / 10,240")
+    max_task_memory_mb: int = Field(DEFAULT_TASK_MEMORY_MB, gt=0,
+                                    description="memory one generation task may use; a bigger chunk is refused")
 
     @model_validator(mode="after")
     def _one_size(self) -> GenerateConfig:

@@ -7,8 +7,8 @@ import os
 from spark_synth.config import GenerateConfig, TrainConfig
 from spark_synth.datasets import credit_data
 from spark_synth.pipeline import generate, train
+from spark_synth.secrets import redact
 from spark_synth.spark import get_spark
-from spark_synth.tracking import redact
 
 
 def run_demo(output_dir: str = "demo-output", max_minutes: float = 1.5, rows: int = 100_000,

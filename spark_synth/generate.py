@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from spark_synth.controls import Controls, plan
 from spark_synth.errors import SynthError
+from spark_synth.faults import maybe_kill_task
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
 from spark_synth.log_seed import SEED_EVENT_ID, SEED_EVENTS, require_link, seed_event_columns
@@ -26,6 +27,7 @@ from spark_synth.spark import is_connect
 
 _WORKER_CACHE: dict[str, Generator | LogGenerator] = {}
 ROW_ID = "__spark_synth_row"  # an input row's id, naming its batch's random stream
+JOB_NAMES = {"generate_chunk": "rows", "generate_subjects_chunk": "subjects", "generate_events_chunk": "events"}
 
 
 def spark_schema(generator: Generator) -> str:
@@ -153,8 +155,10 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
         worker_generator = _cached_generator(key, shipped)
         _set_threads()
         produce = getattr(worker_generator, method)
+        attempt, job = _attempt(), JOB_NAMES[method]
         for batch in batches:
             for chunk_id in batch.column(0).to_pylist():
+                maybe_kill_task(job, chunk_id, attempt)
                 first = chunk_id * chunk_size
                 yield produce(seed, chunk_id, min(chunk_size, units - first), first, *extra)
 
@@ -196,6 +200,14 @@ def _cached_generator(key: str, shipped) -> Generator | LogGenerator:
         kind = LogGenerator if "log.json" in payload else Generator
         _WORKER_CACHE[key] = kind.from_payload(payload)
     return _WORKER_CACHE[key]
+
+
+def _attempt() -> int:
+    """This task's attempt number (0 on its first try)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return context.attemptNumber() if context is not None else 0
 
 
 def _set_threads() -> None:

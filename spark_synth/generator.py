@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -59,12 +61,13 @@ class Generator:
         if missing:
             raise SynthError(f"{where} is not a spark-synth generator (missing {', '.join(missing)}).",
                              "Pass the --model-dir of a finished `spark-synth train`, or models:/NAME/VERSION.")
-        config = json.loads(payload["model.json"])
-        if config.pop("format_version", None) != FORMAT_VERSION or config.pop("kind", None) != "flat":
-            raise SynthError(f"{where} holds a generator format this version cannot read.",
-                             "Load it with the spark-synth version that trained it, or retrain.")
-        return cls(json.loads(payload["stats.json"]), ModelConfig(**config), load(payload["weights.safetensors"]),
-                   json.loads(payload["meta.json"]))
+        with unreadable_files_refused(where):
+            config = json.loads(payload["model.json"])
+            if config.pop("format_version", None) != FORMAT_VERSION or config.pop("kind", None) != "flat":
+                raise SynthError(f"{where} holds a generator format this version cannot read.",
+                                 "Load it with the spark-synth version that trained it, or retrain.")
+            return cls(json.loads(payload["stats.json"]), ModelConfig(**config), load(payload["weights.safetensors"]),
+                       json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
         """Write the files atomically: a crash leaves either the old directory or the new one."""
@@ -289,6 +292,19 @@ def write_payload(payload: dict[str, bytes], directory: str) -> None:
         os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def unreadable_files_refused(where: str) -> Iterator[None]:
+    """A generator file that is not what it should be (truncated, edited, replaced: a pickle in place of the
+    safetensors weights, say) is refused with an error; it is parsed as data, never executed."""
+    try:
+        yield
+    except SynthError:
+        raise
+    except Exception as exc:
+        raise SynthError(f"{where} holds a damaged or foreign generator file ({type(exc).__name__}); nothing "
+                         "from it was run.", "Load the directory as `spark-synth train` wrote it, or retrain.") from exc
 
 
 def read_payload(directory: str, names: tuple[str, ...]) -> dict[str, bytes]:

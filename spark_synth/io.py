@@ -610,6 +610,32 @@ def write_table(
             fs.delete(staged)
 
 
+def write_tables_together(tables: dict[str, tuple[DataFrame, list[str] | None]], path: str | os.PathLike[str],
+                          fmt: str, mode: str) -> None:
+    """Several tables as the sub-directories NAME of one output folder, replaced as a whole (Parquet or CSV, mode
+    error or overwrite): all are staged in one hidden sibling folder, renamed into place at once, so a reader
+    sees the old pair or the new pair, never one new table beside one old (an event log's subjects and events).
+    """
+    if fmt not in ("parquet", "csv") or mode not in ("error", "overwrite"):
+        raise ValueError(f"tables are replaced together only as parquet/csv in mode error/overwrite, not {fmt}/{mode}")
+    frames = [frame for frame, _ in tables.values()]
+    raw = os.fspath(path)
+    fs = _Fs(frames[0].sparkSession, raw)
+    target = fs.qualify(raw)
+    if mode == "error" and fs.exists(target):
+        raise SynthError(f"Output {raw} already exists.",
+                         "Choose another output path, or pass --mode overwrite to replace it.")
+    staged = _temp_sibling(fs, target, "tmp")
+    try:
+        fs.mkdirs(staged)
+        for name, (frame, partition_by) in tables.items():
+            _spark_write(frame, fs.join(staged, name), fmt, _partition_columns(frame, partition_by))
+        _place(fs, staged, target)
+    finally:
+        if fs.exists(staged):
+            fs.delete(staged)
+
+
 # ------------------------------------------------------------------------------------------ catalog tables
 
 _TABLE_NAME = re.compile(r"^(`[^`]+`|[A-Za-z_][\w-]*)(\.(`[^`]+`|[A-Za-z_][\w-]*)){0,2}$")

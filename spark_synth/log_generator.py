@@ -30,6 +30,7 @@ from spark_synth.generator import (
     Generator,
     _json_bytes,
     read_payload,
+    unreadable_files_refused,
     with_seed_values,
     write_payload,
 )
@@ -40,6 +41,9 @@ FORMAT_VERSION = 1
 FILES = ("log.json", "meta.json", "subjects/stats.json", "subjects/model.json", "subjects/weights.safetensors",
          "events/stats.json", "events/model.json", "events/weights.safetensors")
 SUBJECT_STREAM, EVENT_STREAM, EVENT_DECODE_STREAM, SUBJECT_DECODE_STREAM = 0, 1, 2, 3
+# subjects whose events are sampled together: stepping through events costs the same few calls per step for
+# any batch, so a larger batch spreads them over more events (part of the output contract, keep fixed)
+EVENT_BATCH = 8 * SUB_BATCH
 
 
 @dataclass
@@ -81,16 +85,17 @@ class LogGenerator:
         if missing:
             raise SynthError(f"{where} is not a spark-synth event-log generator (missing {', '.join(missing)}).",
                              "Pass the --model-dir of a finished `spark-synth train --subjects ... --events ...`.")
-        log = json.loads(payload["log.json"])
-        config = json.loads(payload["events/model.json"])
-        if (log.pop("format_version", None), log.pop("kind", None)) != (FORMAT_VERSION, "log") or \
-                (config.pop("format_version", None), config.pop("kind", None)) != (FORMAT_VERSION, "log-events"):
-            raise SynthError(f"{where} holds a generator format this version cannot read.",
-                             "Load it with the spark-synth version that trained it, or retrain.")
-        subject_files = {name: payload[f"subjects/{name}"] for name in ("stats.json", "model.json", "weights.safetensors")}
-        subjects = Generator.from_payload({**subject_files, "meta.json": b"{}"}, where=f"{where}/subjects")
-        return cls(subjects, json.loads(payload["events/stats.json"]), log, SequenceModelConfig(**config),
-                   load(payload["events/weights.safetensors"]), json.loads(payload["meta.json"]))
+        with unreadable_files_refused(where):
+            log = json.loads(payload["log.json"])
+            config = json.loads(payload["events/model.json"])
+            if (log.pop("format_version", None), log.pop("kind", None)) != (FORMAT_VERSION, "log") or \
+                    (config.pop("format_version", None), config.pop("kind", None)) != (FORMAT_VERSION, "log-events"):
+                raise SynthError(f"{where} holds a generator format this version cannot read.",
+                                 "Load it with the spark-synth version that trained it, or retrain.")
+            subject_files = {name: payload[f"subjects/{name}"] for name in ("stats.json", "model.json", "weights.safetensors")}
+            subjects = Generator.from_payload({**subject_files, "meta.json": b"{}"}, where=f"{where}/subjects")
+            return cls(subjects, json.loads(payload["events/stats.json"]), log, SequenceModelConfig(**config),
+                       load(payload["events/weights.safetensors"]), json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
         """Write the files atomically: a crash leaves either the old directory or the new one."""
@@ -190,9 +195,8 @@ class LogGenerator:
         max_length = self.sequence["max_length"]
         given = seed_events_of(self, seed_batch) if seed_batch is not None else None
         batches, emitted = [], 0
-        for i, subject_codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls,
-                                                              seed_batch)):
-            start = i * SUB_BATCH
+        for start, subject_codes in event_batches(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls,
+                                                                      seed_batch)):
             part = given.between(start, start + len(subject_codes)) if given is not None else None
             codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
                                                    self.pins_later, controls.temperature, controls.top_p,
@@ -279,6 +283,12 @@ class LogGenerator:
         events = pa.Table.from_batches([self.generate_events_chunk(seed, *c, controls) for c in chunks],
                                        schema=self.event_schema).to_pandas()
         return subjects, events
+
+
+def event_batches(subject_codes: list[torch.Tensor]) -> list[tuple[int, torch.Tensor]]:
+    """The chunk's subject sub-batches joined into batches of ``EVENT_BATCH``: (first subject, codes)."""
+    per = EVENT_BATCH // SUB_BATCH
+    return [(i * SUB_BATCH, torch.cat(subject_codes[i:i + per])) for i in range(0, len(subject_codes), per)]
 
 
 def denormalized(subjects: pd.DataFrame, events: pd.DataFrame, sequence: dict[str, Any]) -> pd.DataFrame:

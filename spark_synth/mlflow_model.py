@@ -38,6 +38,15 @@ class GeneratorModel(PythonModel):
         elif set(model_input.columns) - {"rows", "seed"}:
             subjects, events = self._seeded_log(model_input, int(params.get("seed", 0)), controls)
             return denormalized(subjects, events, self.generator.sequence)
+        requested = pd.to_numeric(model_input.get("rows", pd.Series([1] * len(model_input))), errors="coerce")
+        total = int(requested.fillna(1).clip(lower=0).sum())
+        if total > max_request_rows():
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(f"the request asks for {total:,} rows (or subjects); one request may ask for at most "
+                                  f"{max_request_rows():,}. Fix: split it, or generate large tables with `spark-synth "
+                                  f"generate` (or set {MAX_ROWS_ENV} on the server).", INVALID_PARAMETER_VALUE)
         frames = []
         for request in model_input.to_dict("records"):
             rows = int(request["rows"]) if pd.notna(request.get("rows")) else 1
@@ -64,6 +73,16 @@ class GeneratorModel(PythonModel):
         rows = model_input[model_input[event_columns].notna().any(axis=1)]
         events = rows[[key, *event_columns]].rename(columns={key: fk, **{c: c[len("event."):] for c in event_columns}})
         return self.generator.sample_seeded(subjects, seed, controls, seed_events=events)
+
+
+MAX_ROWS_ENV = "SPARK_SYNTH_MAX_REQUEST_ROWS"
+
+
+def max_request_rows() -> int:
+    """Rows (or subjects) one request may ask for: a serving process holds the whole answer in memory."""
+    import os
+
+    return int(os.environ.get(MAX_ROWS_ENV, 100_000))
 
 
 def _controls(params: dict):

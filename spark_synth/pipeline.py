@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ from spark_synth.config import UNLOGGED_SETTINGS, GenerateConfig, ImputeConfig, 
 from spark_synth.distributed import check_backend, launch, threads_per_process
 from spark_synth.encode import encode_to_shards, sub_column_fields
 from spark_synth.encoding import TableCodec
-from spark_synth.errors import SynthError
+from spark_synth.errors import JobFailed, SynthError, spark_job_failure
 from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
 from spark_synth.evaluate.stage import check_report_path
 from spark_synth.generate import (
@@ -29,11 +31,19 @@ from spark_synth.generate import (
     impute_dataframe,
 )
 from spark_synth.generator import Generator
-from spark_synth.io import delete_output, delete_path, output_exists, read_table, write_table
+from spark_synth.io import (
+    delete_output,
+    delete_path,
+    output_exists,
+    read_table,
+    write_table,
+    write_tables_together,
+)
 from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.normalize import normalize
 from spark_synth.private_stats import private_statistics
+from spark_synth.resources import check_chunk_fits
 from spark_synth.schema import plan_columns, quoted
 from spark_synth.spark import session_for
 from spark_synth.split import with_split
@@ -225,6 +235,9 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if not is_log and config.seed_events is not None:
         raise SynthError(f"{config.model} is a flat-table generator; seed events begin the events of an event log.",
                          "Leave out --seed-events (the seed rows alone condition a flat table).")
+    if config.seed_data is None:
+        chunk = config.chunk_size or (LOG_CHUNK if is_log else FLAT_CHUNK)
+        check_chunk_fits(generator, chunk, config.max_task_memory_mb, "--chunk-size")
     spark = spark or session_for(config)
     tracking.configure(config.tracking_uri, config.registry_uri)
     targets = [config.output] if not is_log else _log_outputs(config.output, config.format)
@@ -243,7 +256,8 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         else:
             df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
                                     config.partitions, controls)
-        write_table(df, config.output, config.format, config.mode, config.partition_by)  # atomic: all or nothing
+        with _failing_job_explained(config.output):
+            write_table(df, config.output, config.format, config.mode, config.partition_by)  # atomic: all or nothing
         return count
     if config.seed_data is not None:
         seed_events = None
@@ -262,17 +276,40 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if unknown:
         raise SynthError(f"partition column(s) {unknown} are in neither generated table.",
                          f"Partition by subject or event columns: {subjects.columns + events.columns}.")
-    write_table(subjects, subject_target, config.format, config.mode, _partitions(config.partition_by, subjects))
-    try:
-        write_table(events, event_target, config.format, config.mode, _partitions(config.partition_by, events))
-    except BaseException:
-        if config.mode != "append":  # the pair is delivered whole or not at all
-            if config.mode == "error" and config.format != "table":
-                delete_path(spark, config.output)
-            else:
-                delete_output(spark, subject_target, config.format)
-        raise
+    with _failing_job_explained(config.output):
+        if config.format in ("parquet", "csv") and config.mode != "append":  # the pair replaced in one rename
+            write_tables_together({"subjects": (subjects, _partitions(config.partition_by, subjects)),
+                                   "events": (events, _partitions(config.partition_by, events))},
+                                  config.output, config.format, config.mode)
+            return count
+        write_table(subjects, subject_target, config.format, config.mode, _partitions(config.partition_by, subjects))
+        try:
+            write_table(events, event_target, config.format, config.mode, _partitions(config.partition_by, events))
+        except BaseException:
+            if config.mode != "append":  # the pair is delivered whole or not at all
+                if config.mode == "error" and config.format != "table":
+                    delete_path(spark, config.output)
+                else:
+                    delete_output(spark, subject_target, config.format)
+            raise
     return count
+
+
+@contextmanager
+def _failing_job_explained(output: str) -> Iterator[None]:
+    """A Spark job that fails for good while writing becomes an error naming the task and saying what became of
+    the output (the writers stage and rename, so a failure leaves it as it was)."""
+    try:
+        yield
+    except SynthError:
+        raise
+    except Exception as exc:
+        failure = spark_job_failure(exc)
+        if failure is None:
+            raise
+        raise JobFailed(f"generation failed: {failure}. Nothing was written: {output} is unchanged.",
+                        "See the failed task's log in the Spark UI; a transient loss is retried "
+                        "spark.task.maxFailures times (a local[N] master never retries: use local[N,F]).") from exc
 
 
 def _log_outputs(output: str, fmt: str) -> list[str]:

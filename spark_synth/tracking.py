@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from spark_synth.errors import SynthError
+from spark_synth.secrets import redact
 
 if TYPE_CHECKING:
     from spark_synth.generator import Generator
     from spark_synth.log_generator import LogGenerator
 
 GENERATOR_ARTIFACT = "generator"
-_SECRET = re.compile(r"(//[^/:@]+:)[^@/]+@")
 
 
 def configure(tracking_uri: str | None, registry_uri: str | None = None) -> str:
@@ -36,11 +36,6 @@ def configure(tracking_uri: str | None, registry_uri: str | None = None) -> str:
     return uri
 
 
-def redact(uri: str) -> str:
-    """Hide a password in a URI before it is printed or logged."""
-    return _SECRET.sub(r"\1***@", uri)
-
-
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Config as MLflow params: nested keys joined with dots, values as short strings."""
     out: dict[str, str] = {}
@@ -49,7 +44,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(flatten(value, f"{name}."))
         elif value is not None:
-            out[name] = str(value)[:500]
+            out[name] = redact(str(value))[:500]
     return out
 
 

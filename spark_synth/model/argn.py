@@ -109,10 +109,6 @@ class FlatARGN(nn.Module):
         picked = log_probs.gather(2, codes.t().unsqueeze(2)).squeeze(2)  # (S, B)
         return -picked.sum(dim=0)
 
-    def context_terms(self, context: torch.Tensor) -> torch.Tensor:
-        """(S, B, H): each head's first-layer contribution from the per-row context (B, context_dim)."""
-        return (context @ self.wc).view(context.shape[0], self.n_sub, -1).transpose(0, 1)
-
     def _inputs(self, codes: torch.Tensor) -> torch.Tensor:
         embedded = [emb(codes[:, i]) for i, emb in enumerate(self.embeddings)]
         return torch.cat([*embedded, torch.ones(codes.shape[0], self.n_sub, device=codes.device)], dim=1)
@@ -188,7 +184,7 @@ class FlatARGN(nn.Module):
         owner = {j: c for c, (lo, hi) in enumerate(self.config.column_slices) for j in range(lo, hi)}
         codes = torch.zeros(n, self.n_sub, dtype=torch.long)
         drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long)  # table rows of the codes drawn so far
-        extra = self.context_terms(context) if context is not None else None
+        width = self.config.hidden
         order = self.sub_order(columns).tolist()
         for p, j in enumerate(order):
             if j in fixed:
@@ -203,8 +199,8 @@ class FlatARGN(nn.Module):
                     pre += self.b1[j]
                 else:
                     pre = self.b1[j].expand(n, -1)
-                if extra is not None:
-                    pre = pre + extra[j]
+                if context is not None:  # this head's share of the context product only: (n, H) stays in cache
+                    pre = torch.addmm(pre, context, self.wc[:, j * width:(j + 1) * width])
                 hidden = torch.nn.functional.gelu(self.norm(pre))
                 card = self.config.cardinalities[j]
                 bias = self.b2[j, :card] + self.code_bias[j, :card]

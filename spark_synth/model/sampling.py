@@ -38,4 +38,6 @@ def pick(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     index = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)
     # float rounding can still land past the last possible code: fall back to the likeliest one
     impossible = probs.gather(1, index.unsqueeze(1)).squeeze(1) == 0
-    return torch.where(impossible, probs.argmax(dim=-1), index)
+    if bool(impossible.any()):
+        index = torch.where(impossible, probs.argmax(dim=-1), index)
+    return index

@@ -21,12 +21,12 @@ import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from spark_synth.errors import SynthError
+from spark_synth.faults import maybe_kill
 from spark_synth.model.argn import FlatARGN
 from spark_synth.model.sequence import SequenceARGN
 from spark_synth.privacy.budget import epsilon_of
 from spark_synth.train.clipping import clipped_gradient_sum
 from spark_synth.train.data import FlatSamples, Samples, SequenceSamples
-from spark_synth.train.faults import maybe_kill
 from spark_synth.train.loop import Placement, TrainResult, TrainSettings, heads, progress_bar
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate

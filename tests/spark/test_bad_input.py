@@ -251,3 +251,47 @@ def test_train_report_path_that_is_not_html(spark, tmp_path: Path, census_file: 
                                             digest) -> None:
     assert_rejected(train_argv(census_file, tmp_path / "generator", mlflow_store, "--report", str(tmp_path / "r.txt")),
                     capsys, digest, [tmp_path], names=["r.txt"], fix=[".html"])
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+
+def test_a_chunk_that_cannot_fit_in_a_task_is_refused(spark, trained_generator, tmp_path: Path, capsys,
+                                                       digest) -> None:
+    out = tmp_path / "out"
+    argv = generate_argv(trained_generator.model_dir, out, "--rows", "1000", "--chunk-size", "1000000",
+                         "--max-task-memory-mb", "64")
+    assert_rejected(argv, capsys, digest, [tmp_path, trained_generator.model_dir],
+                    names=["1,000,000 rows", "64 MiB"], fix=["--chunk-size", "--max-task-memory-mb"])
+
+
+def test_a_task_memory_limit_must_be_positive(spark, trained_generator, tmp_path: Path, capsys, digest) -> None:
+    argv = generate_argv(trained_generator.model_dir, tmp_path / "out", "--rows", "10", "--max-task-memory-mb", "0")
+    assert_rejected(argv, capsys, digest, [tmp_path, trained_generator.model_dir], names=["max_task_memory_mb"],
+                    fix=["setting"])
+
+
+def test_a_serving_request_too_large_is_refused(trained_generator, monkeypatch) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from spark_synth.mlflow_model import MAX_ROWS_ENV
+
+    trained_generator.store.activate()
+    model = mlflow.pyfunc.load_model(f"models:/{trained_generator.registered_name}/1")
+    monkeypatch.setenv(MAX_ROWS_ENV, "500")
+    with pytest.raises(MlflowException, match="asks for 600 rows") as refused:
+        model.predict(pd.DataFrame({"rows": [300, 300]}))
+    assert refused.value.get_http_status_code() == 400 and "split it" in str(refused.value)
+    assert len(model.predict(pd.DataFrame({"rows": [250, 250]}))) == 500
+
+
+# -------------------------------------------------------------------------------------------------- secrets
+
+
+def test_a_password_in_a_path_never_reaches_the_error(spark, tmp_path: Path, capsys, digest) -> None:
+    model = "https://alice:hunter2@models.example.com/generator"
+    argv = generate_argv(model, tmp_path / "out", "--rows", "10")
+    assert_rejected(argv, capsys, digest, [tmp_path], names=["alice:***@models.example.com"], fix=["--model-dir"])
+    cli.run(argv)
+    assert "hunter2" not in capsys.readouterr().err

@@ -13,9 +13,9 @@ from test_bad_input import assert_rejected
 from test_logs import log_argv, write_log
 
 from spark_synth import cli
+from spark_synth.faults import KILL_ENV
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
-from spark_synth.train.faults import KILL_ENV
 
 DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
 

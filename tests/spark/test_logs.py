@@ -357,3 +357,19 @@ def test_temperature_and_top_p_reach_the_event_sampler(trained_log) -> None:
     assert sharp["team"].nunique() < plain["team"].nunique()
     with pytest.raises(SynthError, match="flat-table generators"):
         generator.sample(10, controls=Controls(fairness_target="bats", fairness_sensitive="throws"))
+
+
+def test_an_event_log_is_replaced_whole_or_not_at_all(trained_log, tmp_path, digest) -> None:
+    """Overwriting an event log whose events job keeps failing (after its subjects job succeeded) leaves the old
+    subjects and events as they were: the pair is staged together and renamed in at once."""
+    from test_faults import submit_generate
+
+    output = tmp_path / "log"
+    first = submit_generate(trained_log.model_dir, output, None, size=("--subjects", 3000))
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = digest(tmp_path)
+    failed = submit_generate(trained_log.model_dir, output, "events:1:always", "--mode", "overwrite", "--seed", "8",
+                             size=("--subjects", 3000))
+    said = failed.stdout + failed.stderr
+    assert failed.returncode == 1 and "error: generation failed" in said, said[-3000:]
+    assert digest(tmp_path) == before
