@@ -365,11 +365,11 @@ def test_an_event_log_is_replaced_whole_or_not_at_all(trained_log, tmp_path, dig
     from test_faults import submit_generate
 
     output = tmp_path / "log"
-    first = submit_generate(trained_log.model_dir, output, None, size=("--subjects", 3000))
+    first = submit_generate(trained_log.model_dir, output, None, size=("--subjects", 1000), chunk=500)
     assert first.returncode == 0, first.stderr[-3000:]
     before = digest(tmp_path)
     failed = submit_generate(trained_log.model_dir, output, "events:1:always", "--mode", "overwrite", "--seed", "8",
-                             size=("--subjects", 3000))
+                             size=("--subjects", 1000), chunk=500)
     said = failed.stdout + failed.stderr
     assert failed.returncode == 1 and "error: generation failed" in said, said[-3000:]
     assert digest(tmp_path) == before

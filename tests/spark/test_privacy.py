@@ -162,3 +162,20 @@ def test_million_synthetic_rows_hold_no_planted_values(spark, planted: dict, tmp
     nulls = df.agg(*[F.count_if(F.col(c).isNull()).alias(c) for c in df.columns]).collect()[0].asDict()
     never_null = [c for c in df.columns if not columns[c]["has_nulls"]]
     assert {c: nulls[c] for c in never_null if nulls[c]} == {}
+
+
+def test_console_output_and_errors_hold_no_planted_values(planted: dict, mlflow_store, tmp_path: Path,
+                                                           capfd) -> None:
+    """Everything `spark-synth train` prints (progress, figures, warnings) and the error of a refused run name
+    columns and protected statistics, never a raw value of the data."""
+    data = planted["root"] / "planted.parquet"
+    capfd.readouterr()
+    rc = cli.run(["train", "--data", str(data), "--model-dir", str(tmp_path / "model"), "--max-minutes", "0.1",
+                  "--tracking-uri", mlflow_store.uri, "--experiment", "privacy"])
+    refused = cli.run(["train", "--data", str(data), "--model-dir", str(tmp_path / "other"), "--target", "wealth",
+                       "--tracking-uri", mlflow_store.uri, "--experiment", "privacy"])
+    said = capfd.readouterr()
+    text = said.out + said.err
+    assert rc == 0 and refused == 2 and "error: " in said.err
+    assert "workclass" in text  # the output does talk about the columns
+    assert [s for s in PLANTED_SPELLINGS if s.decode() in text] == []

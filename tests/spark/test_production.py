@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 
 
-@pytest.mark.parametrize("master", ["local[2]", "local-cluster[2,1,1024]"])
+@pytest.mark.parametrize("master", ["local-cluster[2,1,1024]"])  # executors in their own JVMs, as on a cluster
 def test_spark_submit_runs_the_census_pipeline(master, census_parquet, census_sample, mlflow_store,
                                                tmp_path) -> None:
     """`spark-submit jobs/pipeline.py --config conf/census.yaml` end to end: train, evaluate behind the gate,
