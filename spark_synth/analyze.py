@@ -229,14 +229,16 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int],
     names = [p.name for p in plans]
     kinds = [p.kind for p in plans]
     n = len(names)
+    high_offset = n if unit else 0  # per unit: minima and maxima are separate columns; else one column serves both
 
     def extremes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         low: list[list[np.ndarray]] = [[] for _ in names]
         high: list[list[np.ndarray]] = [[] for _ in names]
         for batch in batches:
             for j, kind in enumerate(kinds):
-                lo, _ = smallest_and_largest(_as_float(batch.column(j), kind), K_MAX)
-                _, hi = smallest_and_largest(_as_float(batch.column(n + j), kind), K_MAX)
+                lo, hi = smallest_and_largest(_as_float(batch.column(j), kind), K_MAX)
+                if high_offset:
+                    _, hi = smallest_and_largest(_as_float(batch.column(high_offset + j), kind), K_MAX)
                 low[j].append(lo)
                 high[j].append(hi)
         ids, sides, values = [], [], []
@@ -257,8 +259,7 @@ def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int],
                                               *[F.max(col(c)).alias(f"c{n + j}") for j, c in enumerate(names)])
         positional = per_unit.select(*[f"c{j}" for j in range(2 * n)])
     else:
-        positional = df.select(*[col(c).alias(f"c{j}") for j, c in enumerate(names)],
-                               *[col(c).alias(f"c{n + j}") for j, c in enumerate(names)])
+        positional = df.select(*[col(c).alias(f"c{j}") for j, c in enumerate(names)])  # each column sent once
     rows = positional.mapInArrow(extremes, "j int, side byte, value double").collect()
     low_values: dict[int, list[float]] = defaultdict(list)
     high_values: dict[int, list[float]] = defaultdict(list)
