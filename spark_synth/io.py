@@ -353,6 +353,17 @@ def _temp_sibling(fs: _Fs, target: str, kind: str) -> str:
     return fs.join(parent, f".{name}._{kind}-{uuid.uuid4().hex}")
 
 
+@contextlib.contextmanager
+def _staging(fs: _Fs, target: str) -> Iterator[str]:
+    """A hidden sibling of ``target`` to build an output in; removed afterwards unless renamed into place."""
+    staged = _temp_sibling(fs, target, "tmp")
+    try:
+        yield staged
+    finally:
+        if fs.exists(staged):
+            fs.delete(staged)
+
+
 def _partition_columns(df: DataFrame, partition_by: str | Sequence[str] | None) -> list[str]:
     if partition_by is None:
         return []
@@ -523,16 +534,12 @@ def _write_delta_spark(
 ) -> None:
     """Delta with Spark's Delta: its commits are atomic, so write in place (a non-Delta target is swapped)."""
     if existed and not is_delta:  # overwrite of a plain directory: build the table aside, then swap it in
-        staged = _temp_sibling(fs, target, "tmp")
-        try:
+        with _staging(fs, target) as staged:
             writer = df.write.format("delta").mode("error")
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
             writer.save(staged)
             _swap(fs, staged, target)
-        finally:
-            if fs.exists(staged):
-                fs.delete(staged)
         return
     writer = df.write.format("delta").mode(mode)
     if mode == "overwrite":
@@ -598,16 +605,12 @@ def write_table(
     if fmt == "delta":
         _write_delta_rs(spark, fs, df, target, mode, parts, is_delta)
         return
-    staged = _temp_sibling(fs, target, "tmp")
-    try:
+    with _staging(fs, target) as staged:
         _spark_write(df, staged, fmt, parts)
         if existed and mode == "append":
             _move_files(fs, staged, target)
         else:
             _place(fs, staged, target)
-    finally:
-        if fs.exists(staged):
-            fs.delete(staged)
 
 
 def write_tables_together(tables: dict[str, tuple[DataFrame, list[str] | None]], path: str | os.PathLike[str],
@@ -625,15 +628,11 @@ def write_tables_together(tables: dict[str, tuple[DataFrame, list[str] | None]],
     if mode == "error" and fs.exists(target):
         raise SynthError(f"Output {raw} already exists.",
                          "Choose another output path, or pass --mode overwrite to replace it.")
-    staged = _temp_sibling(fs, target, "tmp")
-    try:
+    with _staging(fs, target) as staged:
         fs.mkdirs(staged)
         for name, (frame, partition_by) in tables.items():
             _spark_write(frame, fs.join(staged, name), fmt, _partition_columns(frame, partition_by))
         _place(fs, staged, target)
-    finally:
-        if fs.exists(staged):
-            fs.delete(staged)
 
 
 # ------------------------------------------------------------------------------------------ catalog tables

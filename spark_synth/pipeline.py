@@ -256,7 +256,7 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         else:
             df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
                                     config.partitions, controls)
-        with _failing_job_explained(config.output):
+        with _failing_job_explained(config.output, whole=True):
             write_table(df, config.output, config.format, config.mode, config.partition_by)  # atomic: all or nothing
         return count
     if config.seed_data is not None:
@@ -276,8 +276,9 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if unknown:
         raise SynthError(f"partition column(s) {unknown} are in neither generated table.",
                          f"Partition by subject or event columns: {subjects.columns + events.columns}.")
-    with _failing_job_explained(config.output):
-        if config.format in ("parquet", "csv") and config.mode != "append":  # the pair replaced in one rename
+    together = config.format in ("parquet", "csv") and config.mode != "append"  # the pair replaced in one rename
+    with _failing_job_explained(config.output, whole=together or config.mode == "error"):
+        if together:
             write_tables_together({"subjects": (subjects, _partitions(config.partition_by, subjects)),
                                    "events": (events, _partitions(config.partition_by, events))},
                                   config.output, config.format, config.mode)
@@ -296,9 +297,10 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
 
 
 @contextmanager
-def _failing_job_explained(output: str) -> Iterator[None]:
+def _failing_job_explained(output: str, whole: bool) -> Iterator[None]:
     """A Spark job that fails for good while writing becomes an error naming the task and saying what became of
-    the output (the writers stage and rename, so a failure leaves it as it was)."""
+    the output: as it was when written ``whole`` (staged and renamed, or new and removed on failure); else an
+    event log committed a table at a time (Delta, catalog tables, appends) may have lost or gained its subjects."""
     try:
         yield
     except SynthError:
@@ -307,7 +309,10 @@ def _failing_job_explained(output: str) -> Iterator[None]:
         failure = spark_job_failure(exc)
         if failure is None:
             raise
-        raise JobFailed(f"generation failed: {failure}. Nothing was written: {output} is unchanged.",
+        outcome = (f"Nothing was written: {output} is unchanged." if whole else
+                   f"{output} is written a table at a time: its subjects table may have been replaced or appended "
+                   "to without events.")
+        raise JobFailed(f"generation failed: {failure}. {outcome}",
                         "See the failed task's log in the Spark UI; a transient loss is retried "
                         "spark.task.maxFailures times (a local[N] master never retries: use local[N,F]).") from exc
 

@@ -73,7 +73,9 @@ def check_chunk_fits(generator: Generator | LogGenerator, chunk: int, limit_mb: 
     fixed = chunk_memory(generator, 0)
     per_unit = max((need - fixed) / max(chunk, 1), 1.0)
     fits = int((limit - fixed) / per_unit) if limit > fixed else 0
-    unit = "subjects" if hasattr(generator, "sequence") else "rows"
+    from spark_synth.log_generator import LogGenerator
+
+    unit = "subjects" if isinstance(generator, LogGenerator) else "rows"
     fix = (f"Lower {flag} to {fits:,} or less, or raise --max-task-memory-mb (and the executors' memory to match)."
            if fits > 0 else "Raise --max-task-memory-mb (and the executors' memory to match): the generator alone "
            "does not fit.")
