@@ -7,7 +7,9 @@ timestamps, dates, categories, a heavy-tailed amount), written once to Parquet p
 size, alternating: ours = ``pipeline._prepare`` (read, plan, analyze, split, encode to shards, count
 the split), the baseline = read + a group-by over the categorical columns + a Parquet write of all
 rows. Peak memory of driver, JVM and Python workers is sampled per job: it should not grow with size.
-At the largest size the same steps are then timed one by one (text-date detection, analysis, encode).
+At the largest size the same steps are then timed one by one (text-date detection, analysis, encode),
+with two floors that bound any redesign: every column shipped to Python and back with no work done
+(the cost of any mapInArrow pass), and the overview's aggregation without its distinct estimates.
 
     .venv/bin/python benchmarks/encode_scale.py [--rows 1000000 10000000] [--repeats 1]
 """
@@ -37,11 +39,11 @@ def parse_args() -> argparse.Namespace:
 
 def stage_profile(spark, source: str, work: str) -> dict[str, float]:
     """The preparation's steps timed one by one (each a Spark job of its own over the whole table)."""
-    from spark_synth.analyze import analyze
+    from spark_synth.analyze import _overview, analyze
     from spark_synth.encode import encode_to_shards
     from spark_synth.io import read_table
     from spark_synth.normalize import normalize
-    from spark_synth.schema import plan_columns
+    from spark_synth.schema import plan_columns, quoted
     from spark_synth.split import with_split
 
     seconds, started = {}, time.perf_counter()
@@ -59,7 +61,21 @@ def stage_profile(spark, source: str, work: str) -> dict[str, float]:
     encode_to_shards(with_split(df, 0, 0.1), stats, os.path.join(work, "profile-shards"))
     lap("encode + write shards")
     shutil.rmtree(os.path.join(work, "profile-shards"), ignore_errors=True)
+    _overview(df, plans)
+    lap("floor: overview pass alone")
+    df.agg(F.count(F.lit(1)), *[F.count(F.col(quoted(c))) for c in df.columns]).collect()
+    lap("floor: overview without distinct estimates")
+    df.select(*[F.col(quoted(c)).alias(f"c{j}") for j, c in enumerate(df.columns)]).mapInArrow(
+        _rows_seen, "n long").collect()
+    lap("floor: all columns to Python, no work")
     return seconds
+
+
+def _rows_seen(batches):
+    """A mapInArrow body that does nothing but receive the batches: the transfer's own cost."""
+    import pyarrow as pa
+
+    yield pa.RecordBatch.from_pydict({"n": [sum(b.num_rows for b in batches)]})
 
 
 def main() -> None:
