@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spark_synth import dp  # noqa: E402
 from spark_synth.encoding import TableCodec  # noqa: E402
+from spark_synth.encoding.packing import Field, layout, pack  # noqa: E402
 from spark_synth.model.argn import ModelConfig  # noqa: E402
 from spark_synth.privacy.budget import Budget, statistics_noise  # noqa: E402
 from spark_synth.train.data import SPLIT_COLUMN  # noqa: E402
@@ -32,15 +33,17 @@ from spark_synth.train.loop import TrainSettings  # noqa: E402
 from spark_synth.train.rank import Phase, RankJob, run_rank  # noqa: E402
 
 
-def encode(data: str, stats: dict, directory: str, shards: int = 4) -> list[str]:
+def encode(data: str, stats: dict, directory: str, shards: int = 4) -> list[Field]:
+    """Shards as the Spark encoder writes them (codes packed into words), from the numpy codecs."""
     codec = TableCodec(stats)
     names = [c["name"] for c in stats["columns"]]
     table = pq.read_table(data, columns=names)
     codes = codec.encode(pa.RecordBatch.from_arrays([table.column(n).combine_chunks() for n in names], names=names))
     is_val = np.random.default_rng(0).random(len(codes)) < 0.1
-    fields = [f"s{j}" for j in range(codes.shape[1])]
+    fields = layout(codec.cardinalities)
+    words = pack(codes, fields)
     for i, part in enumerate(np.array_split(np.arange(len(codes)), shards)):
-        columns = {f: pa.array(codes[part, j].astype(np.int32)) for j, f in enumerate(fields)}
+        columns = {name: pa.array(word[part]) for name, word in words.items()}
         pq.write_table(pa.table({**columns, SPLIT_COLUMN: pa.array(is_val[part])}), f"{directory}/part-{i}.parquet")
     return fields
 

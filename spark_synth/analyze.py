@@ -1,43 +1,40 @@
 """Per-column statistics with Spark aggregations, protected before they leave this module.
 
-Four passes at most, each one job over the whole table: an overview (counts, distinct estimates),
-value counts of low-cardinality columns, per-partition extremes for bounds, and approximate
-quantiles for binned numbers. Only aggregates reach the driver. Unprotected intermediates
-(per-partition extremes, raw counts) live in local variables here and are never returned.
+Four passes over the whole table, all in the JVM: an overview (counts, integrality, time of day),
+value counts of low-cardinality columns, the few smallest and largest values of bounded columns
+(each partition keeps its own, Spark merges them), and approximate quantiles for binned numbers.
+Distinct counts, which Spark cannot compile into the overview's code, come from a probe of the
+first rows, and over the whole table only for the columns that may be identifiers. Only aggregates
+reach the driver. Unprotected intermediates (extremes, raw counts) live in local variables here
+and are never returned.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from functools import reduce
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_synth.encoding.datetime import to_micros
 from spark_synth.encoding.numeric import MAX_DIGITS
-from spark_synth.encoding.protect import (
-    K_MAX,
-    K_MIN,
-    draw_k,
-    kept_categories,
-    kth_bounds,
-    smallest_and_largest,
-)
+from spark_synth.encoding.protect import K_MAX, K_MIN, draw_k, kept_categories, kth_bounds
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.errors import SynthError
 from spark_synth.schema import ColumnPlan, plan_columns, quoted
+from spark_synth.spark_codes import micros
 
 MAX_DISCRETE = 100  # a numeric column with at most this many protected values is coded as categories
-DISCRETE_PROBE = 250  # ... and is only counted value by value when its distinct estimate is below this
+DISCRETE_PROBE = 250  # ... and is counted value by value only when its first rows hold at most this many values
 MAX_CATEGORIES = 10_000
 N_QUANTILES = 100
 KEY_DISTINCT_RATIO = 0.95
 KEY_MIN_ROWS = 20
 KEY_MAX_SPAN = 10  # integer ids span at most this many values per row
+PROBE_ROWS = 10_000  # first rows whose distinct values rule columns out as identifiers or as discrete numbers
+KEY_TYPES = ("string", "int", "bigint")
 
 
 def col(name: str):
@@ -54,11 +51,12 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
     """
     k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
     n_rows, overview = validated_overview(df, plans, source_name)
+    probed = _probe(df, [p for p in plans if p.encoding == "auto" and p.kind != "datetime"])
+    keys = _keys(df, [p for p in plans if p.encoding == "auto"], n_rows, overview, probed)
 
     encodings: dict[str, str] = {}
     for p in plans:
-        info = overview[p.name]
-        if p.encoding == "key" or (p.encoding == "auto" and _looks_like_key(p, info, n_rows)):
+        if p.encoding == "key" or p.name in keys:
             encodings[p.name] = "key"
         elif p.kind == "datetime":
             encodings[p.name] = "datetime"
@@ -66,8 +64,8 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
             encodings[p.name] = "categorical"
         elif p.encoding in ("digits", "binned"):
             encodings[p.name] = p.encoding
-        elif p.encoding == "auto" and info["distinct"] <= DISCRETE_PROBE:
-            encodings[p.name] = "discrete?"  # decided once the values are counted
+        elif p.encoding == "auto" and probed[p.name][0] <= DISCRETE_PROBE:
+            encodings[p.name] = "discrete?"  # at most so many values in the first rows: decided by counting them all
         else:
             encodings[p.name] = "numeric?"
 
@@ -134,30 +132,52 @@ def validated_overview(df: DataFrame, plans: list[ColumnPlan], source_name: str)
 
 def identifier_columns(df: DataFrame) -> list[str]:
     """The columns training would take for identifiers (unique per row): regenerated as new keys rather
-    than learned, so comparing their values with the real ones means nothing. One aggregation."""
+    than learned, so comparing their values with the real ones means nothing."""
     plans = plan_columns(df.schema, {})
     n_rows, overview = _overview(df, plans)
-    return [p.name for p in plans if _looks_like_key(p, overview[p.name], n_rows)]
+    return sorted(_keys(df, plans, n_rows, overview, _probe(df, plans)), key=df.columns.index)
 
 
-def _looks_like_key(p: ColumnPlan, info: dict[str, Any], n_rows: int) -> bool:
-    """Identifier-like: (nearly) every row has its own value, none is null, and for integers the values
-    are a dense range (ids with small gaps), so that a unique-valued measurement (a weight) stays a number.
+def _probe(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, tuple[int, int]]:
+    """(distinct values, non-null values) of each column among the table's first PROBE_ROWS rows.
+
+    A column's distinct count is at least its probe's, so the probe alone can rule a column out as a
+    discrete number; an identifier shows a distinct value in almost every probed row.
     """
-    if p.spark_type not in ("string", "int", "bigint") or n_rows < KEY_MIN_ROWS:
-        return False
-    unique = info["non_null"] == n_rows and info["distinct"] >= KEY_DISTINCT_RATIO * n_rows
-    if p.spark_type == "string" or not unique:
-        return unique
-    return info["span"] is not None and info["span"] <= KEY_MAX_SPAN * n_rows
+    if not plans:
+        return {}
+    first = df.select(*[col(p.name) for p in plans]).limit(PROBE_ROWS)
+    row = first.agg(*[F.count_distinct(col(p.name)).alias(f"d{i}") for i, p in enumerate(plans)],
+                    *[F.count(col(p.name)).alias(f"n{i}") for i, p in enumerate(plans)]).collect()[0]
+    return {p.name: (int(row[f"d{i}"]), int(row[f"n{i}"])) for i, p in enumerate(plans)}
+
+
+def _keys(df: DataFrame, plans: list[ColumnPlan], n_rows: int, overview: dict[str, dict[str, Any]],
+          probed: dict[str, tuple[int, int]]) -> set[str]:
+    """Identifier-like columns: (nearly) every row has its own value, none is null, and for integers the values
+    are a dense range (ids with small gaps), so that a unique-valued measurement (a weight) stays a number.
+
+    Only columns that pass on the overview and on the probe get a distinct estimate over the whole table.
+    """
+    candidates = [p for p in plans if p.spark_type in KEY_TYPES and n_rows >= KEY_MIN_ROWS
+                  and overview[p.name]["non_null"] == n_rows
+                  and (p.spark_type == "string" or overview[p.name]["span"] <= KEY_MAX_SPAN * n_rows)
+                  and p.name in probed and probed[p.name][0] >= KEY_DISTINCT_RATIO * probed[p.name][1]]
+    if not candidates:
+        return set()
+    row = df.agg(*[F.approx_count_distinct(col(p.name), 0.02).alias(f"d{i}") for i, p in enumerate(candidates)]).collect()[0]
+    return {p.name for i, p in enumerate(candidates) if row[f"d{i}"] >= KEY_DISTINCT_RATIO * n_rows}
 
 
 def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Row count, and per column: non-null count, distinct estimate, integrality, time of day, span."""
+    """Row count, and per column: non-null count, integrality, time of day, span (integers).
+
+    Every aggregate here compiles to code; one distinct estimate would make Spark interpret them all.
+    """
     exprs = [F.count(F.lit(1)).alias("n")]
     for i, p in enumerate(plans):
         c = col(p.name)
-        exprs += [F.count(c).alias(f"nn{i}"), F.approx_count_distinct(c, 0.02).alias(f"d{i}")]
+        exprs.append(F.count(c).alias(f"nn{i}"))
         if p.kind == "numeric" and not is_integer_type(p.spark_type):
             x = c.cast("double")  # huge magnitudes first: floor() of them would overflow a bigint
             exprs.append(F.sum(F.when(F.abs(x) >= 2**53, 1).when(x != F.floor(x), 1).otherwise(0)).alias(f"f{i}"))
@@ -172,7 +192,7 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, di
     row = df.agg(*exprs).collect()[0].asDict()
     out: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(plans):
-        info: dict[str, Any] = {"non_null": int(row[f"nn{i}"]), "distinct": int(row[f"d{i}"])}
+        info: dict[str, Any] = {"non_null": int(row[f"nn{i}"])}
         if f"f{i}" in row:
             info["integral"] = (row[f"f{i}"] or 0) == 0
         if f"span{i}" in row:
@@ -220,59 +240,35 @@ def typed_values(values: list[Any], p: ColumnPlan) -> list[Any]:
 
 def _bounds(df: DataFrame, plans: list[ColumnPlan], k: dict[str, int],
             unit: str | None = None) -> dict[str, tuple[float, float] | None]:
-    """k-th smallest and largest per column: partitions send their K_MAX extremes, the driver picks.
+    """k-th smallest and largest per column: Spark's top-K (each partition keeps K_MAX, the driver picks).
 
     With a ``unit``, each unit first contributes only its own minimum (to the low side) and maximum.
     """
     if not plans:
         return {}
-    names = [p.name for p in plans]
-    kinds = [p.kind for p in plans]
-    n = len(names)
-    high_offset = n if unit else 0  # per unit: minima and maxima are separate columns; else one column serves both
-
-    def extremes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        low: list[list[np.ndarray]] = [[] for _ in names]
-        high: list[list[np.ndarray]] = [[] for _ in names]
-        for batch in batches:
-            for j, kind in enumerate(kinds):
-                lo, hi = smallest_and_largest(_as_float(batch.column(j), kind), K_MAX)
-                if high_offset:
-                    _, hi = smallest_and_largest(_as_float(batch.column(high_offset + j), kind), K_MAX)
-                low[j].append(lo)
-                high[j].append(hi)
-        ids, sides, values = [], [], []
-        for j in range(len(names)):
-            for side, parts in ((0, low[j]), (1, high[j])):
-                merged = np.concatenate(parts) if parts else np.zeros(0)
-                lo, hi = smallest_and_largest(merged, K_MAX)
-                chosen = lo if side == 0 else hi
-                ids += [j] * len(chosen)
-                sides += [side] * len(chosen)
-                values += chosen.tolist()
-        yield pa.RecordBatch.from_pydict({"j": pa.array(ids, pa.int32()), "side": pa.array(sides, pa.int8()),
-                                          "value": pa.array(values, pa.float64())})
-
-    # positional aliases: PySpark's mapInArrow mis-resolves column names that contain dots
-    if unit:
-        per_unit = df.groupBy(col(unit)).agg(*[F.min(col(c)).alias(f"c{j}") for j, c in enumerate(names)],
-                                              *[F.max(col(c)).alias(f"c{n + j}") for j, c in enumerate(names)])
-        positional = per_unit.select(*[f"c{j}" for j in range(2 * n)])
+    values = [_ordinal(p) for p in plans]
+    n = len(plans)
+    if unit:  # one array column: every branch below reads the same aggregate, so Spark computes it once
+        extremes = df.groupBy(col(unit)).agg(F.array(*[F.min(v) for v in values], *[F.max(v) for v in values]).alias("a"))
+        low, high = [F.col("a")[j] for j in range(n)], [F.col("a")[n + j] for j in range(n)]
     else:
-        positional = df.select(*[col(c).alias(f"c{j}") for j, c in enumerate(names)])  # each column sent once
-    rows = positional.mapInArrow(extremes, "j int, side byte, value double").collect()
-    low_values: dict[int, list[float]] = defaultdict(list)
-    high_values: dict[int, list[float]] = defaultdict(list)
-    for row in rows:
-        (low_values if row["side"] == 0 else high_values)[row["j"]].append(row["value"])
-    return {name: kth_bounds(low_values[j], high_values[j], k[name]) for j, name in enumerate(names)}
+        extremes, low, high = df, values, values
+    branches = []
+    for j in range(n):
+        for side, source in ((0, low[j]), (1, high[j])):
+            x = extremes.select(source.alias("x")).where(F.col("x").isNotNull())
+            ordered = x.orderBy(F.col("x") if side == 0 else F.col("x").desc()).limit(K_MAX)
+            branches.append(ordered.select(F.lit(j).alias("j"), F.lit(side).alias("side"), "x"))
+    lows: dict[int, list[float]] = defaultdict(list)
+    highs: dict[int, list[float]] = defaultdict(list)
+    for row in reduce(DataFrame.unionAll, branches).collect():
+        (lows if row["side"] == 0 else highs)[row["j"]].append(float(row["x"]))
+    return {p.name: kth_bounds(lows[j], highs[j], k[p.name]) for j, p in enumerate(plans)}
 
 
-def _as_float(array: pa.Array, kind: str) -> np.ndarray:
-    valid = array.filter(array.is_valid())
-    if kind == "datetime":
-        return to_micros(valid).astype(np.float64)
-    return valid.cast(pa.float64()).to_numpy(zero_copy_only=False)
+def _ordinal(p: ColumnPlan) -> Column:
+    """The column as the numbers its bounds are stated in: epoch microseconds for dates and times."""
+    return micros(col(p.name), p.spark_type).cast("double") if p.kind == "datetime" else col(p.name).cast("double")
 
 
 def _quantiles(df: DataFrame, plans: list[ColumnPlan], bounds: dict[str, Any], n_rows: int,

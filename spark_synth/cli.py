@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int)
     generate.add_argument("--partitions", type=int, help="Spark partitions (does not change the output)")
     generate.add_argument("--chunk-size", dest="chunk_size", type=int,
-                          help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240")
+                          help="rows (flat) or subjects (event log) per chunk; default 100000 / 10240 on the CPU, "
+                               "1048576 / 65536 with --device cuda")
+    generate.add_argument("--device", choices=["cpu", "cuda"],
+                          help="sample on the CPU (default) or on each task's GPU (Spark GPU scheduling assigns it)")
     generate.add_argument("--max-task-memory-mb", dest="max_task_memory_mb", type=int,
                           help="memory one generation task may use; a chunk that needs more is refused (default 4096)")
     generate.add_argument("--seed-data", dest="seed_data",

@@ -159,7 +159,10 @@ class GenerateConfig(SamplingSettings, SessionSettings):
     seed: int = 0
     partitions: int | None = Field(None, gt=0)
     chunk_size: int | None = Field(None, gt=0, le=10_000_000,
-                                   description="rows (flat) or subjects (event log) per chunk; default 100,000 / 10,240")
+                                   description="rows (flat) or subjects (event log) per chunk; default 100,000 / 10,240 "
+                                               "on the CPU, 1,048,576 / 65,536 on a GPU")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where each task samples: cuda takes the task's GPU "
+                                                              "(other, equally distributed rows than the CPU's)")
     max_task_memory_mb: int = Field(DEFAULT_TASK_MEMORY_MB, gt=0,
                                     description="memory one generation task may use; a bigger chunk is refused")
 

@@ -29,7 +29,14 @@ class JobFailed(SynthError):
 
 
 _STAGE_FAILURE = re.compile(r"Task \S+ in stage \S+ failed \d+ times")
+_TASK_SYNTH_ERROR = re.compile(r"spark_synth\.errors\.SynthError: (.+?)(?: Fix: (.+))?$", re.MULTILINE)
 _CAUSES = ("Python worker exited unexpectedly", "ExecutorLostFailure", "OutOfMemoryError", "Container killed")
+
+
+def synth_error_in_task(exc: BaseException) -> SynthError | None:
+    """The SynthError a Python worker raised inside a Spark task (it reaches the driver as text), or None."""
+    found = _TASK_SYNTH_ERROR.search(str(exc))
+    return SynthError(found.group(1), found.group(2) or "") if found else None
 
 
 def spark_job_failure(exc: BaseException) -> str | None:

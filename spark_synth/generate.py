@@ -2,7 +2,8 @@
 
 A chunk is a fixed number of rows; its content depends only on (generator, seed, chunk id, chunk
 size). Partitioning only decides which task computes which chunks, so the table is the same for
-any partition count, and a retried task rewrites exactly the same rows.
+any partition count, and a retried task rewrites exactly the same rows. With ``device="cuda"`` each
+task samples on its GPU (:meth:`Generator.to`): the content then also depends on the device type.
 """
 
 from __future__ import annotations
@@ -47,16 +48,17 @@ def generate_dataframe(
     chunk_size: int = 100_000,
     partitions: int | None = None,
     controls: Controls | None = None,
+    device: str = "cpu",
 ) -> DataFrame:
     """A lazy DataFrame of ``rows`` synthetic rows; nothing runs until it is written or aggregated."""
     if controls is not None:
         plan(generator.codec, controls)  # refuse bad controls here, not in a task
     return _chunked(spark, generator, "generate_chunk", spark_schema(generator), rows, seed, chunk_size, partitions,
-                    controls)
+                    controls, device)
 
 
 def generate_seeded_dataframe(spark: SparkSession, generator: Generator, seed_data: DataFrame, seed: int = 0,
-                              controls: Controls | None = None) -> DataFrame:
+                              controls: Controls | None = None, device: str = "cpu") -> DataFrame:
     """One synthetic row per row of ``seed_data`` (lazy): its columns kept, the others generated given them.
 
     Each Arrow batch draws from generators seeded by (seed, its first row's id), so the output is
@@ -67,7 +69,7 @@ def generate_seeded_dataframe(spark: SparkSession, generator: Generator, seed_da
     def seeded(worker: Generator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
         return worker.generate_seeded(batch, seed, first, first, controls)
 
-    return _per_batch(spark, generator, seed_data, seeded, spark_schema(generator))
+    return _per_batch(spark, generator, seed_data, seeded, spark_schema(generator), device)
 
 
 def impute_dataframe(spark: SparkSession, generator: Generator, data: DataFrame, columns: list[str], seed: int = 0,
@@ -90,20 +92,21 @@ def generate_log_dataframes(
     chunk_size: int = 10_240,
     partitions: int | None = None,
     controls: Controls | None = None,
+    device: str = "cpu",
 ) -> tuple[DataFrame, DataFrame]:
     """Lazy (subjects, events) DataFrames for ``subjects`` synthetic subjects; chunks are of subjects."""
     if controls is not None:
         generator.check_controls(controls)  # refuse bad controls here, not in a task
     subject_df = _chunked(spark, generator, "generate_subjects_chunk", spark_schema(generator.subjects), subjects,
-                          seed, chunk_size, partitions, controls)
+                          seed, chunk_size, partitions, controls, device)
     event_df = _chunked(spark, generator, "generate_events_chunk", _ddl(generator.event_types), subjects,
-                        seed, chunk_size, partitions, controls)
+                        seed, chunk_size, partitions, controls, device)
     return subject_df, event_df
 
 
 def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator, seed_data: DataFrame,
                                    seed: int = 0, controls: Controls | None = None,
-                                   seed_events: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+                                   seed_events: DataFrame | None = None, device: str = "cpu") -> tuple[DataFrame, DataFrame]:
     """Lazy (subjects, events): one subject per row of ``seed_data`` (subject columns, kept) with its events;
     with ``seed_events`` (linked by the subject key) each subject's events begin with its given ones.
 
@@ -120,8 +123,8 @@ def generate_seeded_log_dataframes(spark: SparkSession, generator: LogGenerator,
     def events(worker: LogGenerator, batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
         return worker.generate_seeded_events(batch, seed, first, first, controls)
 
-    return (_per_batch(spark, generator, seed_data, subjects, spark_schema(generator.subjects)),
-            _per_batch(spark, generator, seed_data, events, _ddl(generator.event_types)))
+    return (_per_batch(spark, generator, seed_data, subjects, spark_schema(generator.subjects), device),
+            _per_batch(spark, generator, seed_data, events, _ddl(generator.event_types), device))
 
 
 def _with_seed_events(generator: LogGenerator, subjects: DataFrame, events: DataFrame) -> DataFrame:
@@ -145,14 +148,14 @@ def _with_seed_events(generator: LogGenerator, subjects: DataFrame, events: Data
 
 
 def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: str, ddl: str, units: int, seed: int,
-             chunk_size: int, partitions: int | None, controls: Controls | None = None) -> DataFrame:
+             chunk_size: int, partitions: int | None, controls: Controls | None = None, device: str = "cpu") -> DataFrame:
     """``spark.range(n_chunks).mapInArrow``: each chunk calls ``generator.<method>(seed, chunk, n, first)``."""
     n_chunks = math.ceil(units / chunk_size)
     key, shipped = _ship(spark, generator)
     extra = (controls,) if controls is not None else ()
 
     def generate_chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        worker_generator = _cached_generator(key, shipped)
+        worker_generator = _on_task_device(_cached_generator(key, shipped), device)
         _set_threads()
         produce = getattr(worker_generator, method)
         attempt, job = _attempt(), JOB_NAMES[method]
@@ -168,13 +171,14 @@ def _chunked(spark: SparkSession, generator: Generator | LogGenerator, method: s
     return chunks.mapInArrow(generate_chunks, ddl)
 
 
-def _per_batch(spark: SparkSession, generator: Generator | LogGenerator, data: DataFrame, work, schema) -> DataFrame:
+def _per_batch(spark: SparkSession, generator: Generator | LogGenerator, data: DataFrame, work, schema,
+               device: str = "cpu") -> DataFrame:
     """``data.mapInArrow``: each Arrow batch becomes ``work(generator, batch, id of its first row)``."""
     key, shipped = _ship(spark, generator)
     columns = data.columns
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        worker_generator = _cached_generator(key, shipped)
+        worker_generator = _on_task_device(_cached_generator(key, shipped), device)
         _set_threads()
         for batch in batches:
             if batch.num_rows:
@@ -200,6 +204,21 @@ def _cached_generator(key: str, shipped) -> Generator | LogGenerator:
         kind = LogGenerator if "log.json" in payload else Generator
         _WORKER_CACHE[key] = kind.from_payload(payload)
     return _WORKER_CACHE[key]
+
+
+def _on_task_device(generator: Generator | LogGenerator, device: str) -> Generator | LogGenerator:
+    """The worker's generator on this task's device: the GPU Spark's scheduling gave the task (its first
+    address), else the process's default GPU; the CPU for ``device="cpu"``."""
+    target = "cpu"
+    if device == "cuda":
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        gpus = context.resources().get("gpu") if context is not None else None
+        target = f"cuda:{gpus.addresses[0]}" if gpus is not None and gpus.addresses else "cuda"
+    if str(generator.device) != target:  # a worker keeps its generator between tasks, possibly of other jobs
+        generator.to(target)
+    return generator
 
 
 def _attempt() -> int:

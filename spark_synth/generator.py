@@ -1,7 +1,9 @@
 """A trained generator as data: protected stats (JSON), model config (JSON), weights (safetensors).
 
 Loading never unpickles: the network is rebuilt from the JSON config and filled from
-safetensors. Sampling is a pure function of (generator, seed, chunk id, chunk size).
+safetensors. Sampling is a pure function of (generator, seed, chunk id, chunk size) on the CPU, the
+default; :meth:`Generator.to` samples on an accelerator instead (see there for what the output then
+depends on).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +32,8 @@ from spark_synth.model.argn import FlatARGN, ModelConfig
 FORMAT_VERSION = 1
 FILES = ("stats.json", "model.json", "weights.safetensors", "meta.json")
 SUB_BATCH = 2048  # rows sampled at once inside a chunk (cache-sized); part of the output contract, keep fixed
+# the same on an accelerator (Generator.to), where 2048-row batches are bound by kernel launches, not arithmetic
+DEVICE_SUB_BATCH = 65_536
 MAX_OVERSAMPLING = 20  # rebalancing draws at most this many times a chunk's rows before fixing rare values
 
 
@@ -46,11 +50,14 @@ class Generator:
         self.model.load_state_dict(self.state)
         self.model.eval()
         self._tables: torch.Tensor | None = None
+        self.device = torch.device("cpu")
+        self.bf16 = False
+        self._sub_batch: int | None = None
 
     # ---- persistence ------------------------------------------------------------------
     def to_payload(self) -> dict[str, bytes]:
         """The generator as its four files' bytes: what is saved, logged to MLflow, or shipped to workers."""
-        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "flat", **self.model_config.to_dict()}
         return {"stats.json": _json_bytes(self.stats), "model.json": _json_bytes(model),
                 "meta.json": _json_bytes(self.meta), "weights.safetensors": save(state)}
@@ -81,9 +88,35 @@ class Generator:
         return cls.from_payload(read_payload(directory, FILES), where=directory)
 
     # ---- sampling ---------------------------------------------------------------------
+    def to(self, device: str | torch.device, sub_batch: int | None = None, bf16: bool = False) -> Generator:
+        """Sample on ``device`` ("cuda", "cuda:1", or back to "cpu"); returns this generator.
+
+        The network and its lookup tables move there and every draw comes from a torch generator on that
+        device, seeded from (seed, chunk id) as on the CPU; codes come back to the CPU for decoding. Rows
+        are sampled ``sub_batch`` at a time: by default ``SUB_BATCH`` on the CPU and ``DEVICE_SUB_BATCH``
+        elsewhere. Output is then a pure function of (generator, seed, chunk id, chunk size, device type,
+        sub-batch, bf16): the CPU output with the defaults is the contract (Spark jobs, tests), unchanged;
+        another device type draws other random numbers, so other (equally distributed) rows.
+        ``bf16`` (CUDA only) runs the network's matrix products in bfloat16 under autocast; softmax and
+        draws stay float32. It is there to measure speed against quality.
+        """
+        self.device, self._sub_batch, self.bf16 = _check_device(device, sub_batch, bf16)
+        self.model.to(self.device)
+        self._tables = None  # rebuilt on the device from the moved weights
+        return self
+
+    @property
+    def sub_batch(self) -> int:
+        """Rows sampled at once: a fixed function of the device type unless :meth:`to` set it."""
+        return self._sub_batch or (SUB_BATCH if self.device.type == "cpu" else DEVICE_SUB_BATCH)
+
+    def precision(self) -> AbstractContextManager:
+        """The context every sampling call runs in: bfloat16 autocast when :meth:`to` asked for it."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
     @property
     def tables(self) -> torch.Tensor:
-        """The sampler's lookup tables, built once per generator."""
+        """The sampler's lookup tables, built once per generator (on its device)."""
         if self._tables is None:
             self._tables = self.model.lookup_tables()
         return self._tables
@@ -97,16 +130,16 @@ class Generator:
         """
         controls = controls or Controls()
         steps = plan(self.codec, controls)
-        torch_rng, numpy_rng = _generators(seed, chunk_id)
+        torch_rng, numpy_rng = _generators(seed, chunk_id, self.device)
         if steps.rebalance is not None:
             codes = self._rebalanced_codes(n_rows, torch_rng, numpy_rng, controls, steps)
             return self.codec.decode(codes.numpy(), numpy_rng, np.arange(first_row, first_row + n_rows, dtype=np.int64))
-        batches = []
-        for start in range(0, n_rows, SUB_BATCH):
-            codes = self._draw(SUB_BATCH, torch_rng, steps, controls, {})
-            row_ids = np.arange(first_row + start, first_row + start + SUB_BATCH, dtype=np.int64)
+        batches, size = [], self.sub_batch
+        for start in range(0, n_rows, size):
+            codes = self._draw(size, torch_rng, steps, controls, {})
+            row_ids = np.arange(first_row + start, first_row + start + size, dtype=np.int64)
             decoded = self.codec.decode(codes.numpy(), numpy_rng, row_ids)
-            batches.append(decoded.slice(0, min(SUB_BATCH, n_rows - start)))
+            batches.append(decoded.slice(0, min(size, n_rows - start)))
         return self._concat(batches)
 
     def _rebalanced_codes(self, n: int, torch_rng: torch.Generator, numpy_rng: np.random.Generator,
@@ -123,12 +156,12 @@ class Generator:
         short = n - quota.sum()  # the rows rounding left out go to the largest remainders
         quota[np.argsort(-(shares * n - quota), kind="stable")[:short]] += 1
         free = plan(self.codec, replace(controls, rebalance_column=None, rebalance_shares={}))  # as without it
-        width = values.shape[1]
+        width, size = values.shape[1], self.sub_batch
         kept: list[torch.Tensor] = []
-        for _ in range(int(np.ceil(n / SUB_BATCH)) * MAX_OVERSAMPLING):
+        for _ in range(int(np.ceil(n / size)) * MAX_OVERSAMPLING):
             if not quota.any():
                 break
-            codes = self._draw(SUB_BATCH, torch_rng, free, controls, {})
+            codes = self._draw(size, torch_rng, free, controls, {})
             match = (codes[:, None, first:first + width] == torch.from_numpy(values)[None]).all(-1)  # (rows, values)
             for v in np.flatnonzero(quota):
                 rows = match[:, v].nonzero().squeeze(1)[: quota[v]]
@@ -148,11 +181,11 @@ class Generator:
         controls = controls or Controls()
         seeded = self.seed_columns(seed_batch.schema.names)
         steps = plan(self.codec, controls, seeded)
-        torch_rng, numpy_rng = _generators(seed, batch_id)
+        torch_rng, numpy_rng = _generators(seed, batch_id, self.device)
         codes = self.encode_columns(seed_batch, seeded)
-        batches = []
-        for start in range(0, seed_batch.num_rows, SUB_BATCH):
-            n = min(SUB_BATCH, seed_batch.num_rows - start)
+        batches, size = [], self.sub_batch
+        for start in range(0, seed_batch.num_rows, size):
+            n = min(size, seed_batch.num_rows - start)
             fixed = {j: torch.from_numpy(c[start:start + n]) for j, c in codes.items()}
             drawn = self._draw(n, torch_rng, steps, controls, fixed)
             row_ids = np.arange(first_row + start, first_row + start + n, dtype=np.int64)
@@ -166,7 +199,7 @@ class Generator:
         values; every present value is left as it was."""
         controls = controls or Controls()
         index = {c.name: i for i, c in enumerate(self.codec.modelled)}
-        torch_rng, numpy_rng = _generators(seed, batch_id)
+        torch_rng, numpy_rng = _generators(seed, batch_id, self.device)
         present = self.encode_columns(batch, [c.name for c in self.codec.modelled])
         owner = {j: i for i, (lo, hi) in enumerate(self.codec.column_slices) for j in range(lo, hi)}
         missing = np.stack([null_mask(batch.column(c)) for c in columns], axis=1)
@@ -208,8 +241,12 @@ class Generator:
 
     def _draw(self, n: int, torch_rng: torch.Generator, steps: Plan, controls: Controls,
               fixed: dict[int, torch.Tensor], forbidden: dict[int, list[int]] | None = None) -> torch.Tensor:
-        return self.model.sample(n, torch_rng, column_order=steps.order, fixed=fixed, temperature=controls.temperature,
-                                 tables=self.tables, top_p=controls.top_p, blind=steps.blind, forbidden=forbidden)
+        """(n, S) codes on the CPU, sampled on the generator's device."""
+        with self.precision():
+            codes = self.model.sample(n, torch_rng, column_order=steps.order, fixed=fixed,
+                                      temperature=controls.temperature, tables=self.tables, top_p=controls.top_p,
+                                      blind=steps.blind, forbidden=forbidden)
+        return codes.cpu()
 
     def _concat(self, batches: list[pa.RecordBatch]) -> pa.RecordBatch:
         if not batches:
@@ -263,11 +300,32 @@ class Generator:
                              "Pass --columns with one or more of them.")
 
 
-def _generators(seed: int, stream: int) -> tuple[torch.Generator, np.random.Generator]:
-    """The torch and numpy generators of one chunk or batch, from (seed, stream id)."""
+def _generators(seed: int, stream: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, np.random.Generator]:
+    """The torch (on ``device``) and numpy generators of one chunk or batch, from (seed, stream id)."""
     sequence = np.random.SeedSequence([seed, stream])
     torch_seed, numpy_seed = sequence.generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(torch_seed) & 0x7FFF_FFFF_FFFF_FFFF), np.random.default_rng(int(numpy_seed))
+    return torch_generator(int(torch_seed), device), np.random.default_rng(int(numpy_seed))
+
+
+def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded with the low 63 bits of ``seed``."""
+    return torch.Generator(device=device).manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _check_device(device: str | torch.device, sub_batch: int | None, bf16: bool) -> tuple[torch.device, int | None, bool]:
+    """(device, sub-batch, bf16) for :meth:`Generator.to`, refused with a reason when they cannot work."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynthError(f"cannot sample on {device}: this process sees no CUDA device.",
+                         "Run where the GPUs are (on Spark: executors with GPUs and spark.task.resource.gpu.amount "
+                         "set), or sample on the CPU (the default).")
+    if sub_batch is not None and (not isinstance(sub_batch, int) or sub_batch <= 0):
+        raise SynthError(f"the sub-batch must be a positive number of rows (got {sub_batch!r}).",
+                         "Leave it out for the device's default.")
+    if bf16 and device.type != "cuda":
+        raise SynthError(f"bfloat16 sampling is offered on CUDA only (asked for on {device}).",
+                         "Leave bf16 out on this device.")
+    return device, sub_batch, bool(bf16)
 
 
 def with_seed_values(decoded: pa.RecordBatch, seed: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:

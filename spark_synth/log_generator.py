@@ -4,12 +4,14 @@ Saved like a flat generator (JSON + safetensors, nothing pickled), in two sub-di
 chunk of subjects is a pure function of (generator, seed, chunk id): the subject table and the
 event table are produced by separate Spark jobs that both replay the chunk's subject codes from
 the same random stream, so every event references a subject of the same chunk without a join.
+That holds on the CPU (the default) and, per device type, on an accelerator (:meth:`LogGenerator.to`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +28,12 @@ from spark_synth.encoding.order import FIRST, GAP, fallback_units, restore
 from spark_synth.encoding.types import arrow_type
 from spark_synth.errors import SynthError
 from spark_synth.generator import (
+    DEVICE_SUB_BATCH,
     SUB_BATCH,
     Generator,
     _json_bytes,
     read_payload,
+    torch_generator,
     unreadable_files_refused,
     with_seed_values,
     write_payload,
@@ -44,6 +48,7 @@ SUBJECT_STREAM, EVENT_STREAM, EVENT_DECODE_STREAM, SUBJECT_DECODE_STREAM = 0, 1,
 # subjects whose events are sampled together: stepping through events costs the same few calls per step for
 # any batch, so a larger batch spreads them over more events (part of the output contract, keep fixed)
 EVENT_BATCH = 8 * SUB_BATCH
+DEVICE_EVENT_BATCH = 4 * DEVICE_SUB_BATCH  # the same on an accelerator (LogGenerator.to), where a step costs the same
 
 
 @dataclass
@@ -61,6 +66,7 @@ class LogGenerator:
         self.model.load_state_dict(self.state)
         self.model.eval()
         self._tables: torch.Tensor | None = None
+        self._event_batch: int | None = None
         self.key_codec = next(c for c in self.subjects.codec.columns if c.name == self.sequence["subject_key"])
         self.pins_first, self.pins_later = self._order_pins()
 
@@ -71,7 +77,7 @@ class LogGenerator:
     # ---- persistence ------------------------------------------------------------------
     def to_payload(self) -> dict[str, bytes]:
         subject_files = self.subjects.to_payload()
-        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "log-events", **self.model_config.to_dict()}
         log = {"format_version": FORMAT_VERSION, "kind": "log", **self.sequence}
         return {"log.json": _json_bytes(log), "meta.json": _json_bytes(self.meta),
@@ -106,6 +112,49 @@ class LogGenerator:
         return cls.from_payload(read_payload(directory, FILES), where=directory)
 
     # ---- sampling ---------------------------------------------------------------------
+    def to(self, device: str | torch.device, sub_batch: int | None = None, event_batch: int | None = None,
+           bf16: bool = False) -> LogGenerator:
+        """Sample subjects and events on ``device``; returns this generator (see :meth:`Generator.to`).
+
+        Subjects are drawn ``sub_batch`` at a time (``SUB_BATCH`` on the CPU, ``DEVICE_SUB_BATCH``
+        elsewhere) and their events stepped through ``event_batch`` subjects at a time (a multiple of
+        ``sub_batch``: by default ``EVENT_BATCH`` on the CPU, ``DEVICE_EVENT_BATCH`` elsewhere, where a step costs
+        the same launches for any batch). A chunk is then a pure function of (generator, seed, chunk id,
+        chunk size, device type, sub-batch, event batch, bf16); with the defaults on the CPU it is exactly
+        what it always was.
+        """
+        self.subjects.to(device, sub_batch, bf16)  # the device, sub-batch and precision live there
+        size = self.sub_batch
+        if event_batch is not None and (not isinstance(event_batch, int) or event_batch <= 0 or event_batch % size):
+            raise SynthError(f"the event batch ({event_batch!r} subjects) must be a positive multiple of the subject "
+                             f"sub-batch ({size}).", "Leave it out for the device's default.")
+        self._event_batch = event_batch
+        self.model.to(self.device)
+        self._tables = None
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.subjects.device
+
+    @property
+    def sub_batch(self) -> int:
+        """Subjects sampled at once."""
+        return self.subjects.sub_batch
+
+    @property
+    def event_batch(self) -> int:
+        """Subjects whose events are sampled together: whole sub-batches."""
+        if self._event_batch:
+            return self._event_batch
+        if self.device.type != "cpu":  # measured on an H200: 2.4x the events/s of one 65,536-subject batch
+            return DEVICE_EVENT_BATCH // self.sub_batch * self.sub_batch or self.sub_batch
+        return max(EVENT_BATCH // self.sub_batch, 1) * self.sub_batch
+
+    def precision(self) -> AbstractContextManager:
+        """The context every sampling call runs in (the subject generator's: bfloat16 autocast if asked for)."""
+        return self.subjects.precision()
+
     @property
     def tables(self) -> torch.Tensor:
         if self._tables is None:
@@ -130,20 +179,21 @@ class LogGenerator:
 
     def _subject_codes(self, stream: np.random.SeedSequence, n: int, controls: Controls | None = None,
                        seed_batch: pa.RecordBatch | None = None) -> list[torch.Tensor]:
-        """The chunk's subject codes, one whole sub-batch at a time (so a chunk's prefix is stable); with a
-        seed, its subject columns are fixed and the others drawn given them."""
+        """The chunk's subject codes (on the generator's device), one whole sub-batch at a time (so a chunk's
+        prefix is stable); with a seed, its subject columns are fixed and the others drawn given them."""
         controls = controls or Controls()
-        rng = torch.Generator().manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        rng = torch_generator(int(stream.generate_state(1, dtype=np.uint64)[0]), self.device)
         subjects, reshape = self.subjects, {"temperature": controls.temperature, "top_p": controls.top_p}
-        if seed_batch is None:
-            return [subjects.model.sample(SUB_BATCH, rng, tables=subjects.tables, **reshape)
-                    for _ in range(0, n, SUB_BATCH)]
-        seeded = self.seed_columns(seed_batch.schema.names)
-        steps = plan(subjects.codec, Controls(), seeded)
-        fixed = subjects.encode_columns(seed_batch, seeded)
-        return [subjects.model.sample(min(SUB_BATCH, n - start), rng, steps.order, tables=subjects.tables, **reshape,
-                                      fixed={j: torch.from_numpy(c[start:start + SUB_BATCH]) for j, c in fixed.items()})
-                for start in range(0, n, SUB_BATCH)]
+        size = self.sub_batch
+        with self.precision():
+            if seed_batch is None:
+                return [subjects.model.sample(size, rng, tables=subjects.tables, **reshape) for _ in range(0, n, size)]
+            seeded = self.seed_columns(seed_batch.schema.names)
+            steps = plan(subjects.codec, Controls(), seeded)
+            fixed = subjects.encode_columns(seed_batch, seeded)
+            return [subjects.model.sample(min(size, n - start), rng, steps.order, tables=subjects.tables, **reshape,
+                                          fixed={j: torch.from_numpy(c[start:start + size]) for j, c in fixed.items()})
+                    for start in range(0, n, size)]
 
     @staticmethod
     def check_controls(controls: Controls | None) -> Controls:
@@ -170,11 +220,12 @@ class LogGenerator:
         streams = self._streams(seed, chunk_id)
         decode_rng = np.random.default_rng(streams[SUBJECT_DECODE_STREAM])
         batches = []
+        size = self.sub_batch
         for i, codes in enumerate(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls, seed_batch)):
-            start = i * SUB_BATCH
+            start = i * size
             row_ids = np.arange(first_subject + start, first_subject + start + len(codes), dtype=np.int64)
-            decoded = self.subjects.codec.decode(codes.numpy(), decode_rng, row_ids)
-            decoded = decoded.slice(0, min(SUB_BATCH, n_subjects - start))
+            decoded = self.subjects.codec.decode(codes.cpu().numpy(), decode_rng, row_ids)
+            decoded = decoded.slice(0, min(size, n_subjects - start))
             if seed_batch is not None:  # the seed's own values, exactly
                 decoded = with_seed_values(decoded, seed_batch.slice(start, decoded.num_rows),
                                         self.seed_columns(seed_batch.schema.names))
@@ -189,18 +240,19 @@ class LogGenerator:
         """The events of the chunk's subjects, subject by subject in order; event keys from (chunk, index)."""
         controls = self.check_controls(controls)
         streams = self._streams(seed, chunk_id)
-        event_rng = torch.Generator().manual_seed(
-            int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        event_rng = torch_generator(int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]), self.device)
         decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
         max_length = self.sequence["max_length"]
         given = seed_events_of(self, seed_batch) if seed_batch is not None else None
         batches, emitted = [], 0
-        for start, subject_codes in event_batches(self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls,
-                                                                      seed_batch)):
+        drawn = self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls, seed_batch)
+        for start, subject_codes in event_batches(drawn, self.sub_batch, self.event_batch):
             part = given.between(start, start + len(subject_codes)) if given is not None else None
-            codes, owner, step = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first,
-                                                   self.pins_later, controls.temperature, controls.top_p,
-                                                   part.prefix if part is not None else None)
+            with self.precision():
+                sampled = self.model.sample(subject_codes, event_rng, self.tables, self.pins_first, self.pins_later,
+                                            controls.temperature, controls.top_p,
+                                            part.prefix if part is not None else None)
+            codes, owner, step = (t.cpu() for t in sampled)
             row_ids = first_subject * max_length + emitted + np.arange(len(codes), dtype=np.int64)
             decoded = self.event_codec.decode(codes.numpy(), decode_rng, row_ids)
             if part is not None:  # the given events' values, exactly (the order column through its parts)
@@ -285,10 +337,12 @@ class LogGenerator:
         return subjects, events
 
 
-def event_batches(subject_codes: list[torch.Tensor]) -> list[tuple[int, torch.Tensor]]:
-    """The chunk's subject sub-batches joined into batches of ``EVENT_BATCH``: (first subject, codes)."""
-    per = EVENT_BATCH // SUB_BATCH
-    return [(i * SUB_BATCH, torch.cat(subject_codes[i:i + per])) for i in range(0, len(subject_codes), per)]
+def event_batches(subject_codes: list[torch.Tensor], sub_batch: int = SUB_BATCH,
+                  event_batch: int = EVENT_BATCH) -> list[tuple[int, torch.Tensor]]:
+    """The chunk's subject sub-batches (of ``sub_batch``) joined into batches of ``event_batch``: (first subject,
+    codes)."""
+    per = event_batch // sub_batch
+    return [(i * sub_batch, torch.cat(subject_codes[i:i + per])) for i in range(0, len(subject_codes), per)]
 
 
 def denormalized(subjects: pd.DataFrame, events: pd.DataFrame, sequence: dict[str, Any]) -> pd.DataFrame:

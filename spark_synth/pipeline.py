@@ -18,9 +18,10 @@ from spark_synth import dp, tracking
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import UNLOGGED_SETTINGS, GenerateConfig, ImputeConfig, TrainConfig
 from spark_synth.distributed import check_backend, launch, threads_per_process
-from spark_synth.encode import encode_to_shards, sub_column_fields
+from spark_synth.encode import encode_to_shards, shard_layout
 from spark_synth.encoding import TableCodec
-from spark_synth.errors import JobFailed, SynthError, spark_job_failure
+from spark_synth.encoding.packing import Field
+from spark_synth.errors import JobFailed, SynthError, spark_job_failure, synth_error_in_task
 from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
 from spark_synth.evaluate.stage import check_report_path
 from spark_synth.generate import (
@@ -30,7 +31,7 @@ from spark_synth.generate import (
     generate_seeded_log_dataframes,
     impute_dataframe,
 )
-from spark_synth.generator import Generator
+from spark_synth.generator import DEVICE_SUB_BATCH, Generator
 from spark_synth.io import (
     delete_output,
     delete_path,
@@ -54,6 +55,11 @@ from spark_synth.workspace import Workspace
 
 FLAT_CHUNK = 100_000  # rows per chunk of a flat table
 LOG_CHUNK = 10_240  # subjects per chunk of an event log (~10 events each): whole sampler sub-batches
+# on a GPU: whole device sub-batches, enough of them to keep the device busy between decodes
+GPU_FLAT_CHUNK = 16 * DEVICE_SUB_BATCH
+GPU_LOG_CHUNK = DEVICE_SUB_BATCH
+DEFAULT_CHUNKS = {("rows", "cpu"): FLAT_CHUNK, ("subjects", "cpu"): LOG_CHUNK,
+                  ("rows", "cuda"): GPU_FLAT_CHUNK, ("subjects", "cuda"): GPU_LOG_CHUNK}
 SHARDS_PER_PROCESS = 4  # encoded files per training process: ranks get near-equal rows from whole files
 PRIVATE_DROPOUT = 0.1  # DP noise already regularises; heavy dropout only slows learning under it
 
@@ -154,7 +160,7 @@ class _Prepared:
     training: DataFrame
     validation: DataFrame
     files: list[str]  # the encoded shards, split among the ranks
-    fields: list[str]
+    fields: list[Field]  # where the codes lie in the shards
     train_rows: int
     validation_rows: int
     release: dp.StatsRelease | None = None  # the DP statistics release, when training under a budget
@@ -188,7 +194,7 @@ def _prepare(config: TrainConfig, spark: SparkSession, workspace: Workspace) -> 
                          "or add attribute columns.")
     split = with_split(df, config.seed, config.validation_fraction)
     if workspace.has_encoded:
-        fields = sub_column_fields(codec)
+        fields = shard_layout(codec)
     else:  # several ranks need several shards each: spread the rows evenly first
         rows = split.repartition(SHARDS_PER_PROCESS * config.num_processes) if config.num_processes > 1 else split
         fields = encode_to_shards(rows, stats, workspace.encoded)
@@ -235,8 +241,8 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     if not is_log and config.seed_events is not None:
         raise SynthError(f"{config.model} is a flat-table generator; seed events begin the events of an event log.",
                          "Leave out --seed-events (the seed rows alone condition a flat table).")
+    chunk = config.chunk_size or DEFAULT_CHUNKS["subjects" if is_log else "rows", config.device]
     if config.seed_data is None:
-        chunk = config.chunk_size or (LOG_CHUNK if is_log else FLAT_CHUNK)
         check_chunk_fits(generator, chunk, config.max_task_memory_mb, "--chunk-size")
     spark = spark or session_for(config)
     tracking.configure(config.tracking_uri, config.registry_uri)
@@ -252,10 +258,10 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
             raise SynthError("the seed table has no rows.", "Pass a seed with one row per synthetic row wanted.")
     if not is_log:
         if config.seed_data is not None:
-            df = generate_seeded_dataframe(spark, generator, seed_data, config.seed, controls)
+            df = generate_seeded_dataframe(spark, generator, seed_data, config.seed, controls, config.device)
         else:
-            df = generate_dataframe(spark, generator, config.rows, config.seed, config.chunk_size or FLAT_CHUNK,
-                                    config.partitions, controls)
+            df = generate_dataframe(spark, generator, config.rows, config.seed, chunk, config.partitions, controls,
+                                    config.device)
         with _failing_job_explained(config.output, whole=True):
             write_table(df, config.output, config.format, config.mode, config.partition_by)  # atomic: all or nothing
         return count
@@ -267,10 +273,10 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
                 raise SynthError("the seed events table has no rows.",
                                  "Pass seed events, or leave out --seed-events to generate every event.")
         subjects, events = generate_seeded_log_dataframes(spark, generator, seed_data, config.seed, controls,
-                                                          seed_events)
+                                                          seed_events, config.device)
     else:
-        subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed,
-                                                   config.chunk_size or LOG_CHUNK, config.partitions, controls)
+        subjects, events = generate_log_dataframes(spark, generator, config.subjects, config.seed, chunk,
+                                                   config.partitions, controls, config.device)
     subject_target, event_target = targets
     unknown = [c for c in config.partition_by or () if c not in subjects.columns + events.columns]
     if unknown:
@@ -306,6 +312,9 @@ def _failing_job_explained(output: str, whole: bool) -> Iterator[None]:
     except SynthError:
         raise
     except Exception as exc:
+        refused = synth_error_in_task(exc)  # e.g. no GPU in a task of --device cuda: the task's own reason
+        if refused is not None:
+            raise refused from exc
         failure = spark_job_failure(exc)
         if failure is None:
             raise

@@ -17,9 +17,10 @@ from spark_synth import dp
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import TrainConfig
 from spark_synth.dp import StatsRelease
-from spark_synth.encode import encode_to_shards, sub_column_fields
+from spark_synth.encode import encode_to_shards, shard_layout
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, gap_type
+from spark_synth.encoding.packing import Field
 from spark_synth.encoding.protect import K_MAX, draw_k
 from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
@@ -56,8 +57,8 @@ class PreparedLog:
     subject_stats: dict[str, Any]
     event_stats: dict[str, Any]
     sequence: dict[str, Any]  # how events link and order: keys, order column, protected max length
-    subject_fields: list[str]
-    event_fields: list[str]
+    subject_fields: list[Field]  # where the codes lie in the shards
+    event_fields: list[Field]
     training_subjects: DataFrame
     training_events: DataFrame
     validation_subjects: DataFrame
@@ -191,12 +192,12 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
     flagged = subjects.withColumn(SPLIT_COLUMN, subject_split).withColumn(SUBJECT_ID, _subject_id(col(key), config))
     subject_dir, event_dir = workspace.encoded_subjects, workspace.encoded_events
     if workspace.has_encoded:  # a resumed training: the shards of the first attempt are complete
-        subject_fields, event_fields = sub_column_fields(TableCodec(subject_stats)), sub_column_fields(TableCodec(event_stats))
+        subject_fields, event_fields = shard_layout(TableCodec(subject_stats)), shard_layout(TableCodec(event_stats))
     else:  # the subjects first, the events last: the events' _SUCCESS marks both complete
         subject_fields = encode_to_shards(flagged, subject_stats, subject_dir,
-                                          ((SUBJECT_ID, "bigint"), (SPLIT_COLUMN, "boolean")), buckets)
+                                          (SUBJECT_ID, SPLIT_COLUMN), buckets)
         event_fields = encode_to_shards(sequenced.withColumn(SUBJECT_ID, _subject_id(col(fk), config)), event_stats,
-                                        event_dir, ((SUBJECT_ID, "bigint"), (STEP_COLUMN, "int")), buckets)
+                                        event_dir, (SUBJECT_ID, STEP_COLUMN), buckets)
     event_split = _subject_flag(col(fk), config)
     return PreparedLog(subject_stats, event_stats, sequence, subject_fields, event_fields,
                        subjects.where(~subject_split), events.where(~event_split),

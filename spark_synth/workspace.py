@@ -21,6 +21,7 @@ from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.errors import SynthError
 
 STATS_FILE = "prepared.json"
+SHARD_FORMAT = 2  # 2: codes packed into words (spark_synth.encoding.packing); a checkpoint of another format is refused
 # settings that change neither the data prepared nor the model trained: a resumed run may change them
 RUNTIME_SETTINGS = {"experiment", "registered_model", "alias", "report", "quality_rows", "target", "master",
                     "progress", "backend", "num_processes", "use_gpu", "checkpoint_dir", "work_dir", "max_minutes",
@@ -91,7 +92,7 @@ class Workspace:
 
 def fingerprint(config: TrainConfig) -> str:
     """What identifies a training: its inputs and every setting that shapes the data or the model."""
-    settings = config.model_dump(exclude=RUNTIME_SETTINGS)
+    settings = config.model_dump(exclude=RUNTIME_SETTINGS) | {"shard_format": SHARD_FORMAT}
     for key in ("data", "subjects", "events"):
         if not isinstance(settings.get(key), str | None):
             settings[key] = "DataFrame"

@@ -44,16 +44,18 @@ class CategoricalCodec:
         codes = np.where(nulls, NULL_CODE, codes)
         return codes.astype(np.int32).reshape(-1, 1)
 
-    def _encode_numeric(self, values: pa.Array, nulls: np.ndarray) -> np.ndarray:
-        x = pc.fill_null(values.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-        x = np.where(nulls, 0.0, x)
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Midpoints between consecutive kept numbers: a number takes the kept value of its interval, so a rare
+        number becomes its nearest kept one (a number on a midpoint goes up). One rule for numpy and Spark."""
         kept = np.asarray(self._value_set.to_numpy(zero_copy_only=False), dtype=np.float64)
-        if len(kept) == 0:
-            return np.full(len(x), RARE_CODE)
-        right = np.clip(np.searchsorted(kept, x), 0, len(kept) - 1)
-        left = np.clip(right - 1, 0, len(kept) - 1)
-        nearest = np.where(np.abs(kept[left] - x) <= np.abs(kept[right] - x), left, right)
-        return nearest + FIRST_VALUE_CODE
+        return np.unique(kept[:-1] + (kept[1:] - kept[:-1]) / 2)
+
+    def _encode_numeric(self, values: pa.Array, nulls: np.ndarray) -> np.ndarray:
+        if not self.values:
+            return np.full(len(values), RARE_CODE)
+        x = pc.fill_null(values.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        return np.searchsorted(self.thresholds, np.where(nulls, 0.0, x), side="right") + FIRST_VALUE_CODE
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator, row_ids: np.ndarray) -> pa.Array:
         code = codes[:, 0]

@@ -25,4 +25,5 @@ class KeyCodec:
     def decode(self, codes: np.ndarray, rng: np.random.Generator, row_ids: np.ndarray) -> pa.Array:
         if pa.types.is_integer(self.type):
             return pa.array(row_ids.astype(np.int64) + 1).cast(self.type)
-        return pa.array(np.char.add("syn-", (row_ids + 1).astype(str))).cast(self.type)
+        keys = pa.array(np.char.add("syn-", (row_ids + 1).astype(str)))  # chunked past a few million rows
+        return (keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys).cast(self.type)

@@ -40,14 +40,5 @@ def kth_bounds(smallest: Iterable[float], largest: Iterable[float], k: int) -> t
     return (lo, hi) if lo <= hi else (hi, lo)
 
 
-def smallest_and_largest(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k smallest and k largest of one partition's values: what a partition sends to the driver."""
-    values = values[~np.isnan(values)] if values.dtype.kind == "f" else values
-    if len(values) <= 2 * k:
-        return values, values
-    part = np.partition(values, (k - 1, len(values) - k))
-    return part[:k], part[-k:]
-
-
 def _sort_key(value: object) -> tuple[int, object]:
     return (0, value) if not isinstance(value, str) else (1, value)

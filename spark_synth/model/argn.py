@@ -175,23 +175,28 @@ class FlatARGN(nn.Module):
         The heads of ``blind`` columns see only their own column's earlier sub-columns, so the column is
         drawn from its marginal, independent of every other column (statistical parity);
         ``forbidden`` (sub-column -> codes) are never drawn (imputation forbids the null code).
+
+        Everything runs on the model's device: ``generator`` must live there, ``tables`` and ``context``
+        too; ``fixed`` codes are moved there. The codes come back on that device.
         """
+        device = self.b1.device
         columns = column_order if column_order is not None else list(range(len(self.config.column_slices)))
         tables = tables if tables is not None else self.lookup_tables()
-        code_offset = torch.tensor([0, *self.config.cardinalities]).cumsum(0)
+        code_offset = torch.tensor([0, *self.config.cardinalities]).cumsum(0).tolist()  # plain ints: no device copy
         fixed = fixed or {}
         blind_subs = {j for c in (blind or ()) for j in range(*self.config.column_slices[c])}
         owner = {j: c for c, (lo, hi) in enumerate(self.config.column_slices) for j in range(lo, hi)}
-        codes = torch.zeros(n, self.n_sub, dtype=torch.long)
-        drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long)  # table rows of the codes drawn so far
+        codes = torch.zeros(n, self.n_sub, dtype=torch.long, device=device)
+        drawn_rows = torch.zeros(n, self.n_sub, dtype=torch.long, device=device)  # table rows of the codes drawn so far
         width = self.config.hidden
         order = self.sub_order(columns).tolist()
         for p, j in enumerate(order):
             if j in fixed:
-                drawn = fixed[j].long()
+                drawn = fixed[j].to(device=device, dtype=torch.long)
             else:
                 if j in blind_subs:
-                    rows = drawn_rows[:, [q for q in range(p) if owner[order[q]] == owner[j]]]
+                    mine = [q for q in range(p) if owner[order[q]] == owner[j]]
+                    rows = drawn_rows[:, torch.tensor(mine, dtype=torch.long, device=device)]
                 else:
                     rows = drawn_rows[:, :p]
                 if rows.shape[1]:
@@ -206,7 +211,7 @@ class FlatARGN(nn.Module):
                 bias = self.b2[j, :card] + self.code_bias[j, :card]
                 if forbidden and j in forbidden:
                     bias = bias.clone()
-                    bias[forbidden[j]] = float("-inf")
+                    bias[torch.tensor(forbidden[j], dtype=torch.long, device=device)] = float("-inf")
                 logits = torch.addmm(bias, hidden, self.w2[j, :, :card])
                 drawn = draw(logits, generator, temperature, top_p)
             codes[:, j] = drawn

@@ -13,7 +13,8 @@ maximum, because the head has no code above it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -139,55 +140,69 @@ class SequenceARGN(nn.Module):
         the order column's "first value" and "gap" parts are each null where the other applies.
         ``prefix`` gives each subject's first events (some sub-columns of them): those steps keep the
         given codes, the history runs through them, and the length is drawn at least as long.
+
+        Everything runs on the model's device (``generator`` and ``tables`` must live there; subject codes
+        and the prefix are moved there); the outputs come back on that device. Under a bfloat16 autocast
+        only the event heads use it: the subject context, the length and the history stay float32.
         """
+        device = self.start.device
+        subject_codes = subject_codes.to(device)
+        if prefix is not None:
+            prefix = replace(prefix, codes=prefix.codes.to(device), lengths=prefix.lengths.to(device))
+        exact = ((lambda: torch.autocast(device.type, enabled=False)) if torch.is_autocast_enabled(device.type)
+                 else nullcontext)
         n = subject_codes.shape[0]
-        context = self.subject_context(subject_codes)
-        length_logits = self.length_head(context)
-        if prefix is not None:  # a subject is at least as long as its given events
-            too_short = torch.arange(length_logits.shape[1])[None, :] < prefix.lengths[:, None]
-            length_logits = length_logits.masked_fill(too_short, float("-inf"))
-        lengths = draw(length_logits, generator, temperature, top_p)
-        hidden = torch.tanh(self.initial_state(context)).unsqueeze(0)
+        with exact():
+            context = self.subject_context(subject_codes)
+            length_logits = self.length_head(context)
+            if prefix is not None:  # a subject is at least as long as its given events
+                too_short = torch.arange(length_logits.shape[1], device=device)[None, :] < prefix.lengths[:, None]
+                length_logits = length_logits.masked_fill(too_short, float("-inf"))
+            lengths = draw(length_logits, generator, temperature, top_p)
+            hidden = torch.tanh(self.initial_state(context)).unsqueeze(0)
         inputs = self.start.expand(n, -1)
-        active = torch.arange(n)
+        active = torch.arange(n, device=device)
         codes_out, subject_out, step_out = [], [], []
         for step in range(self.config.max_length):
-            keep = lengths[active] > step
-            if not bool(keep.any()):
+            keep = (lengths[active] > step).nonzero().squeeze(1)  # the one wait for the device per step
+            if len(keep) == 0:
                 break
             active, inputs, hidden = active[keep], inputs[keep], hidden[:, keep]
-            output, hidden = self.gru(inputs.unsqueeze(1), hidden)
-            position = torch.full((len(active),), step, dtype=torch.long)
-            state = self.step_state(context[active], output[:, 0], position, lengths[active] - step)
+            position = torch.full((len(active),), step, dtype=torch.long, device=device)
+            with exact():
+                output, hidden = self.gru(inputs.unsqueeze(1), hidden)
+                state = self.step_state(context[active], output[:, 0], position, lengths[active] - step)
             pins = (fixed_first if step == 0 else fixed_later) or {}
             given = prefix.lengths[active] > step if prefix is not None else None
             if given is None or not bool(given.any()):
                 codes = self._draw_step(len(active), generator, tables, state, pins, temperature, top_p)
             else:  # subjects still inside their given events: those sub-columns fixed and drawn first
-                codes = torch.empty(len(active), self.events.n_sub, dtype=torch.long)
+                codes = torch.empty(len(active), self.events.n_sub, dtype=torch.long, device=device)
                 free = ~given
                 if bool(free.any()):
                     codes[free] = self._draw_step(int(free.sum()), generator, tables, state[free], pins, temperature,
                                                   top_p)
                 rows = active[given]
                 fixed = {**{j: prefix.codes[rows, step, j] for j in prefix.sub_columns},
-                         **{j: torch.full((len(rows),), code, dtype=torch.long) for j, code in pins.items()}}
+                         **{j: torch.full((len(rows),), code, dtype=torch.long, device=device)
+                            for j, code in pins.items()}}
                 codes[given] = self.events.sample(len(rows), generator, prefix.column_order, fixed, temperature,
                                                   tables, state[given], top_p)
             codes_out.append(codes)
             subject_out.append(active)
             step_out.append(position)
-            inputs = self.embed_events(codes)
+            with exact():
+                inputs = self.embed_events(codes)
         if not codes_out:
-            empty = torch.zeros(0, dtype=torch.long)
-            return torch.zeros(0, self.events.n_sub, dtype=torch.long), empty, empty
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return torch.zeros(0, self.events.n_sub, dtype=torch.long, device=device), empty, empty
         codes, subjects, steps = torch.cat(codes_out), torch.cat(subject_out), torch.cat(step_out)
         order = torch.argsort(subjects * (self.config.max_length + 1) + steps)
         return codes[order], subjects[order], steps[order]
 
     def _draw_step(self, n: int, generator: torch.Generator, tables: torch.Tensor, state: torch.Tensor,
                    pins: dict[int, int], temperature: float, top_p: float) -> torch.Tensor:
-        fixed = {j: torch.full((n,), code, dtype=torch.long) for j, code in pins.items()}
+        fixed = {j: torch.full((n,), code, dtype=torch.long, device=state.device) for j, code in pins.items()}
         return self.events.sample(n, generator, fixed=fixed, temperature=temperature, tables=tables, context=state,
                                   top_p=top_p)
 

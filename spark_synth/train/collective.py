@@ -97,18 +97,22 @@ class TorchCollective(Collective):
 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # NCCL reduces device tensors only; the loop's bookkeeping tensors (counts, losses) live on the host
+        self.device = device if dist.get_backend() == "nccl" else torch.device("cpu")
         self.dist = dist
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
-        return tensor
+        moved = tensor.to(self.device)
+        self.dist.all_reduce(moved, op=self.dist.ReduceOp.SUM)
+        return tensor.copy_(moved) if moved is not tensor else tensor
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> torch.Tensor:
-        self.dist.broadcast(tensor, src=root)
-        return tensor
+        moved = tensor.to(self.device)
+        self.dist.broadcast(moved, src=root)
+        return tensor.copy_(moved) if moved is not tensor else tensor
 
     def dp_optimizer(self, optimizer: Optimizer, noise_multiplier: float, max_grad_norm: float,
                      expected_batch: float, generator: torch.Generator) -> DPOptimizerFastGradientClipping:

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from spark_synth.encoding.packing import Field, unpack, words
 from spark_synth.errors import SynthError
 
 SPLIT_COLUMN = "__validation"
@@ -68,20 +69,18 @@ def split_counts(files: list[str]) -> tuple[int, int]:
     return train, val
 
 
-def load_codes(sub_columns: list[str], files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def load_codes(fields: list[Field], files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(train codes, validation codes) as int64 tensors of shape (rows, sub-columns), from these shards."""
     train_parts, val_parts = [], []
     for path in files:
-        table = pq.read_table(path, columns=[*sub_columns, SPLIT_COLUMN])
+        table = pq.read_table(path, columns=[*words(fields), SPLIT_COLUMN])
         if table.num_rows == 0:
             continue
-        codes = np.stack([table.column(c).to_numpy() for c in sub_columns], axis=1) if sub_columns else np.zeros(
-            (table.num_rows, 0), dtype=np.int32
-        )
+        codes = unpack(table, fields)
         is_val = table.column(SPLIT_COLUMN).to_numpy().astype(bool)
         train_parts.append(codes[~is_val])
         val_parts.append(codes[is_val])
-    width = len(sub_columns)
+    width = len(fields)
 
     def stack(parts: list[np.ndarray]) -> torch.Tensor:
         array = np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.int32)
@@ -145,29 +144,27 @@ class SequenceSamples:
         return SequenceSamples(self.subject_codes[:n], self.event_codes[:n], self.lengths[:n], self.window)
 
 
-def load_sequences(subject_files: list[str], event_files: list[str], subject_fields: list[str],
-                   event_fields: list[str], max_length: int, window: int) -> tuple[SequenceSamples, SequenceSamples]:
+def load_sequences(subject_files: list[str], event_files: list[str], subject_fields: list[Field],
+                   event_fields: list[Field], max_length: int, window: int) -> tuple[SequenceSamples, SequenceSamples]:
     """(train, validation) subjects with their events, from encoded shards linked by ``SUBJECT_ID`` (the
     event files hold the events of these subjects, and may hold others': those are left out).
 
     Subjects come in a canonical order (by codes, then id), so training does not depend on file layout.
     """
-    subjects = _read(subject_files, [SUBJECT_ID, *subject_fields, SPLIT_COLUMN])
+    subjects, codes = _read(subject_files, [SUBJECT_ID, SPLIT_COLUMN], subject_fields)
     ids = subjects[SUBJECT_ID]
-    codes = np.stack([subjects[f] for f in subject_fields], axis=1) if subject_fields else np.zeros((len(ids), 0), np.int32)
     order = np.lexsort([ids, *codes.T[::-1]])
     ids, codes, is_val = ids[order], codes[order], subjects[SPLIT_COLUMN][order].astype(bool)
     if len(np.unique(ids)) != len(ids):
         raise SynthError("two subject keys hash to the same internal id.", "Train again with another --seed.")
-    events = _read(event_files, [SUBJECT_ID, STEP_COLUMN, *event_fields])
+    events, event_codes = _read(event_files, [SUBJECT_ID, STEP_COLUMN], event_fields)
     by_id = np.argsort(ids)
     found = np.searchsorted(ids[by_id], events[SUBJECT_ID]).clip(max=max(len(ids) - 1, 0))
     known = ids[by_id][found] == events[SUBJECT_ID] if len(ids) else np.zeros(len(found), dtype=bool)
-    events = {k: v[known] for k, v in events.items()}
     owner = by_id[found[known]]
     padded = np.zeros((len(ids), max_length, len(event_fields)), dtype=np.int16)
     if event_fields:
-        padded[owner, events[STEP_COLUMN]] = np.stack([events[f] for f in event_fields], axis=1)
+        padded[owner, events[STEP_COLUMN][known]] = event_codes[known]
     lengths = np.bincount(owner, minlength=len(ids))
 
     def part(mask: np.ndarray) -> SequenceSamples:
@@ -183,9 +180,11 @@ def event_rows(*parts: SequenceSamples) -> torch.Tensor:
     return torch.cat(rows).long()
 
 
-def _read(files: list[str], columns: list[str]) -> dict[str, np.ndarray]:
-    tables = [pq.read_table(path, columns=columns) for path in files]
+def _read(files: list[str], columns: list[str], fields: list[Field]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The plain ``columns`` of these shards, and their codes (rows, sub-columns) unpacked."""
+    tables = [pq.read_table(path, columns=[*columns, *words(fields)]) for path in files]
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return {c: np.zeros(0, dtype=np.int64) for c in columns}
-    return {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in columns}
+        return {c: np.zeros(0, dtype=np.int64) for c in columns}, np.zeros((0, len(fields)), dtype=np.int32)
+    plain = {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in columns}
+    return plain, np.concatenate([unpack(t, fields) for t in tables])

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from spark_synth import dp
+from spark_synth.encoding.packing import Field
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
@@ -63,7 +64,7 @@ class RankJob:
 
     backend: str  # local | torch-distributor | horovod
     shards: list[dict[str, list[str]]]  # per rank, disjoint encoded Parquet files: {"rows"} or {"subjects", "events"}
-    fields: dict[str, list[str]]  # encoded field names per table
+    fields: dict[str, list[Field]]  # where each table's codes lie in its shards
     phases: list[Phase]
     settings: TrainSettings  # max_minutes: the whole job's budget
     output_dir: str

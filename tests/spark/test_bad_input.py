@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from spark_synth import cli
 
@@ -263,6 +264,15 @@ def test_a_chunk_that_cannot_fit_in_a_task_is_refused(spark, trained_generator, 
                          "--max-task-memory-mb", "64")
     assert_rejected(argv, capsys, digest, [tmp_path, trained_generator.model_dir],
                     names=["1,000,000 rows", "64 MiB"], fix=["--chunk-size", "--max-task-memory-mb"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of a GPU task where no GPU is")
+def test_gpu_generation_where_no_gpu_is_refused_by_its_task(spark, trained_generator, tmp_path: Path, capsys,
+                                                            digest) -> None:
+    """The refusal comes from inside a Spark task (executors are where the GPUs would be), and still reads as one."""
+    argv = generate_argv(trained_generator.model_dir, tmp_path / "out", "--rows", "1000", "--device", "cuda")
+    assert_rejected(argv, capsys, digest, [tmp_path, trained_generator.model_dir], names=["cuda"],
+                    fix=["spark.task.resource.gpu.amount", "CPU"])
 
 
 def test_a_task_memory_limit_must_be_positive(spark, trained_generator, tmp_path: Path, capsys, digest) -> None:

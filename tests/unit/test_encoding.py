@@ -31,6 +31,7 @@ def test_numeric_categorical_maps_rare_values_to_the_nearest_kept_value() -> Non
     codes = codec.encode(pa.array([10, 19, 33, None, 1000]))
     decoded = codec.decode(codes, RNG, IDS).to_pylist()
     assert decoded == [10, 20, 40, None, 40]  # 1000 is clipped to the largest protected value
+    assert codec.encode(pa.array([15, 30, 29.9]))[:, 0].tolist() == [3, 4, 3]  # a midpoint goes up
 
 
 def test_boolean_round_trip() -> None:
@@ -93,6 +94,12 @@ def test_keys_are_unique_per_row_id() -> None:
     assert KeyCodec({"name": "id", "spark_type": "bigint"}).decode(np.zeros((3, 0)), RNG, np.array([0, 1, 2])).to_pylist() == [1, 2, 3]
     strings = KeyCodec({"name": "id", "spark_type": "string"}).decode(np.zeros((2, 0)), RNG, np.array([5, 9]))
     assert len(set(strings.to_pylist())) == 2
+
+
+def test_millions_of_string_keys_come_back_as_one_array() -> None:
+    """pyarrow chunks a large numpy string conversion; a record batch needs one array (found on a GPU run)."""
+    keys = KeyCodec({"name": "id", "spark_type": "string"}).decode(np.zeros((0, 0)), RNG, np.arange(3_000_000))
+    assert isinstance(keys, pa.StringArray) and len(keys) == 3_000_000
 
 
 def test_table_codec_keeps_column_order_and_slices() -> None:
