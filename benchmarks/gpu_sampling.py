@@ -95,7 +95,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 configurations")
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no configuration after this many seconds")
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "gpu_sampling.json"))
-    ap.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--dry-run", action="store_true",
+                    help="run the accelerator rows on the CPU: a check of this script where no GPU is")
     return ap.parse_args()
 
 
