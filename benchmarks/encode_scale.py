@@ -64,7 +64,7 @@ def stage_profile(spark, source: str, work: str) -> dict[str, float]:
     lap("encode + write shards")
     shutil.rmtree(os.path.join(work, "profile-shards"), ignore_errors=True)
     encodings = {c["name"]: c["encoding"] for c in stats["columns"]}
-    k = {p.name: draw_k(0, i) for i, p in enumerate(plans)}
+    k = {p.name: draw_k() for p in plans}
     n_rows, overview = _overview(df, plans)
     lap("  analysis: overview")
     _keys(df, plans, n_rows, overview, _probe(df, plans))

@@ -5,7 +5,7 @@ Same flags as ``spark-synth evaluate``; the session comes from spark-submit (any
 
 import sys
 
-from spark_synth.cli import run
+from spark_synth.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run(["evaluate", *sys.argv[1:]]))
+    main(["evaluate", *sys.argv[1:]])

@@ -7,7 +7,7 @@ The session comes from spark-submit (any master); the config may live on any pat
 
 import sys
 
-from spark_synth.cli import run
+from spark_synth.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run(["pipeline", *sys.argv[1:]]))
+    main(["pipeline", *sys.argv[1:]])

@@ -5,7 +5,7 @@ Same flags as ``spark-synth train``; the session comes from spark-submit (any ma
 
 import sys
 
-from spark_synth.cli import run
+from spark_synth.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run(["train", *sys.argv[1:]]))
+    main(["train", *sys.argv[1:]])

@@ -48,9 +48,21 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
     ``unit`` names the column that identifies whose row it is (the subject of an event log): then a
     category is kept only if enough distinct subjects hold it, and bounds are the k-th smallest of
     the subjects' minima and the k-th largest of their maxima, so one subject cannot set them.
+    The flags ``has_nulls``, fractional numbers (not ``integral``) and ``has_time`` likewise need k rows
+    (subjects): fewer nulls are not modelled, fewer fractions are rounded, fewer times of day dropped.
+
+    Each column's k is secret (:func:`draw_k`): ``seed`` plays no part in it, and k is never returned.
     """
-    k = {p.name: draw_k(seed, i) for i, p in enumerate(plans)}
+    k = {p.name: draw_k() for p in plans}
     n_rows, overview = validated_overview(df, plans, source_name)
+    flags = _subject_flags(df, plans, unit) if unit else {p.name: overview[p.name]["flags"] for p in plans}
+    for p in plans:  # what one row (subject) alone shows is not a property of the column
+        held = flags[p.name]
+        overview[p.name]["has_nulls"] = held["null"] >= k[p.name]
+        if "fractional" in held:
+            overview[p.name]["integral"] = held["fractional"] < k[p.name]
+        if "timed" in held:
+            overview[p.name]["has_time"] = held["timed"] >= k[p.name]
     probed = _probe(df, [p for p in plans if p.encoding == "auto" and p.kind != "datetime"])
     keys = _keys(df, [p for p in plans if p.encoding == "auto"], n_rows, overview, probed)
 
@@ -110,7 +122,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
     stats_columns = []
     for p in plans:
         entry = {"name": p.name, "spark_type": "string" if p.text_format else p.spark_type, "kind": p.kind,
-                 "encoding": encodings[p.name], "has_nulls": overview[p.name]["non_null"] < n_rows}
+                 "encoding": encodings[p.name], "has_nulls": bool(overview[p.name]["has_nulls"])}
         if p.text_format:
             entry["text_format"] = p.text_format
         entry.update(columns.get(p.name, {}))
@@ -170,7 +182,8 @@ def _keys(df: DataFrame, plans: list[ColumnPlan], n_rows: int, overview: dict[st
 
 
 def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Row count, and per column: non-null count, integrality, time of day, span (integers).
+    """Row count, and per column: non-null count, span (integers), and ``flags``: how many rows are null,
+    fractional, or at a time of day (raw counts, for :func:`analyze` to hold against k; never published).
 
     Every aggregate here compiles to code; one distinct estimate would make Spark interpret them all.
     """
@@ -178,29 +191,52 @@ def _overview(df: DataFrame, plans: list[ColumnPlan]) -> tuple[int, dict[str, di
     for i, p in enumerate(plans):
         c = col(p.name)
         exprs.append(F.count(c).alias(f"nn{i}"))
-        if p.kind == "numeric" and not is_integer_type(p.spark_type):
-            x = c.cast("double")  # huge magnitudes first: floor() of them would overflow a bigint
-            exprs.append(F.sum(F.when(F.abs(x) >= 2**53, 1).when(x != F.floor(x), 1).otherwise(0)).alias(f"f{i}"))
         if p.spark_type in ("int", "bigint"):  # only to tell sequential ids from measurements; never stored
             exprs.append((F.max(c).cast("double") - F.min(c).cast("double") + 1).alias(f"span{i}"))
-        if p.spark_type == "timestamp":
-            micros = F.unix_micros(c)
-            exprs.append(F.max(F.when(micros % 86_400_000_000 != 0, 1).otherwise(0)).alias(f"t{i}"))
-        elif p.spark_type == "timestamp_ntz":  # wall-clock fields: no session time zone involved
-            clock = F.hour(c) + F.minute(c) + F.second(c) + F.date_format(c, "SSSSSS").cast("int")
-            exprs.append(F.max(F.when(clock != 0, 1).otherwise(0)).alias(f"t{i}"))
+        exprs += [F.sum(F.when(cond, 1).otherwise(0)).alias(f"{flag}{i}")
+                  for flag, cond in _flag_conditions(p).items() if flag != "null"]
     row = df.agg(*exprs).collect()[0].asDict()
+    n_rows = int(row["n"])
     out: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(plans):
         info: dict[str, Any] = {"non_null": int(row[f"nn{i}"])}
-        if f"f{i}" in row:
-            info["integral"] = (row[f"f{i}"] or 0) == 0
         if f"span{i}" in row:
             info["span"] = row[f"span{i}"]
-        if f"t{i}" in row:
-            info["has_time"] = bool(row[f"t{i}"])
+        info["flags"] = {flag: n_rows - info["non_null"] if flag == "null" else int(row[f"{flag}{i}"] or 0)
+                         for flag in _flag_conditions(p)}
         out[p.name] = info
-    return int(row["n"]), out
+    return n_rows, out
+
+
+def _flag_conditions(p: ColumnPlan) -> dict[str, Column]:
+    """Per row: is the value null, a fractional number (or too large to tell), a time other than midnight.
+
+    Only the conditions that mean something for the column's type are given.
+    """
+    c = col(p.name)
+    out = {"null": c.isNull()}
+    if p.kind == "numeric" and not is_integer_type(p.spark_type):
+        x = c.cast("double")  # huge magnitudes first: floor() of them would overflow a bigint
+        out["fractional"] = (F.abs(x) >= 2**53) | (x != F.floor(x))
+    if p.spark_type == "timestamp":
+        out["timed"] = F.unix_micros(c) % 86_400_000_000 != 0
+    elif p.spark_type == "timestamp_ntz":  # wall-clock fields: no session time zone involved
+        out["timed"] = (F.hour(c) + F.minute(c) + F.second(c) + F.date_format(c, "SSSSSS").cast("int")) != 0
+    return out
+
+
+def _subject_flags(df: DataFrame, plans: list[ColumnPlan], unit: str) -> dict[str, dict[str, int]]:
+    """Per column, how many distinct ``unit`` values (subjects) have a null, fractional or timed row: a
+    subject counts once however many of its events show it, as for categories. One job."""
+    if not plans:
+        return {}
+    conditions = [_flag_conditions(p) for p in plans]
+    per_subject = df.groupBy(col(unit)).agg(
+        *[F.max(F.when(cond, 1).otherwise(0)).alias(f"{flag}{i}")
+          for i, flags in enumerate(conditions) for flag, cond in flags.items()])
+    row = per_subject.agg(*[F.sum(F.col(f"{flag}{i}")).alias(f"{flag}{i}")
+                            for i, flags in enumerate(conditions) for flag in flags]).collect()[0]
+    return {p.name: {flag: int(row[f"{flag}{i}"] or 0) for flag in conditions[i]} for i, p in enumerate(plans)}
 
 
 def _value_counts(df: DataFrame, plans: list[ColumnPlan], unit: str | None = None) -> dict[str, dict[Any, int]]:

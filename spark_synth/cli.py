@@ -298,8 +298,19 @@ def _evaluate(config_path: str | None, options: dict) -> int:
     return 0
 
 
-def main() -> None:
-    sys.exit(run())
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `spark-synth` command. An unexpected error's traceback is printed too, redacted: exception messages
+    (Spark's, the cloud clients') quote the URIs they failed on, credentials included."""
+    try:
+        status = run(argv)
+    except SystemExit:
+        raise
+    except BaseException as error:  # noqa: BLE001 - reported here, redacted, instead of by the interpreter
+        import traceback
+
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+        status = 130 if isinstance(error, KeyboardInterrupt) else 1
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class _Strict(BaseModel):
 
 # settings that may hold credentials (a token in a URI, a storage key in spark_conf): never logged
 UNLOGGED_SETTINGS = {"tracking_uri", "registry_uri", "remote", "spark_conf"}
+DEFAULT_QUALITY_ROWS = 10_000  # synthetic rows (subjects) of the after-training evaluation, without DP
 
 
 class SessionSettings(_Strict):
@@ -74,13 +75,15 @@ class TrainConfig(SessionSettings):
     patience: int = Field(10, gt=0)
     experiment: str = "spark-synth"
     work_dir: str | None = None
-    quality_rows: int = Field(10_000, ge=0, description="synthetic rows (subjects) evaluated after training; 0 skips")
+    quality_rows: int | None = Field(None, ge=0, description="synthetic rows (subjects) evaluated after training; "
+                                     "0 skips; default 10,000, and 0 under DP (the report reads real data)")
     target: str | None = Field(None, description="column predicted in the after-training utility test (TSTR)")
     report: str | None = Field(None, description="also write the after-training evaluation report to this HTML file")
     progress: bool = True
     # differential privacy: one (epsilon, delta) budget for statistics and weights; None trains without DP
     max_epsilon: float | None = Field(None, description="total privacy budget; enables DP")
-    delta: float | None = Field(None, description="DP delta; default min(1e-5, 0.1 / number of rows or subjects)")
+    delta: float | None = Field(None, description="DP delta; default 1e-6 (a constant: a default from the number "
+                                "of rows would publish it)")
     # data-parallel training: the same model and DP guarantee on several processes (Spark executors, GPUs)
     backend: Literal["local", "torch-distributor", "horovod"] = "local"
     num_processes: int = Field(1, gt=0, description="training processes (with use_gpu: one per GPU)")
@@ -104,6 +107,14 @@ class TrainConfig(SessionSettings):
     @property
     def private(self) -> bool:
         return self.max_epsilon is not None
+
+    @property
+    def evaluation_rows(self) -> int:
+        """Synthetic rows (subjects) of the after-training evaluation. Off by default under DP: it compares with
+        real rows and logs what it finds, none of which the budget covers."""
+        if self.quality_rows is not None:
+            return self.quality_rows
+        return 0 if self.private else DEFAULT_QUALITY_ROWS
 
     @model_validator(mode="after")
     def _one_input(self) -> TrainConfig:

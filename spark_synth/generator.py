@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -28,9 +26,10 @@ from spark_synth.encoding import TableCodec
 from spark_synth.encoding.base import null_mask
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
+from spark_synth.ownership import FLAT_FILES, write_files
 
 FORMAT_VERSION = 1
-FILES = ("stats.json", "model.json", "weights.safetensors", "meta.json")
+FILES = FLAT_FILES  # exactly what save writes: a model dir holding only these may be replaced
 SUB_BATCH = 2048  # rows sampled at once inside a chunk (cache-sized); part of the output contract, keep fixed
 # the same on an accelerator (Generator.to), where 2048-row batches are bound by kernel launches, not arithmetic
 DEVICE_SUB_BATCH = 65_536
@@ -77,7 +76,8 @@ class Generator:
                        json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
-        """Write the files atomically: a crash leaves either the old directory or the new one."""
+        """Write the files atomically: a crash leaves either the old directory or the new one. Only a missing
+        or empty directory, or one holding exactly a generator's files, is written (else SynthError)."""
         write_payload(self.to_payload(), directory)
 
     @classmethod
@@ -336,20 +336,9 @@ def with_seed_values(decoded: pa.RecordBatch, seed: pa.RecordBatch, names: list[
 
 
 def write_payload(payload: dict[str, bytes], directory: str) -> None:
-    """Write named files (names may hold one sub-directory) via a staging sibling renamed into place."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        for name, content in payload.items():
-            os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
-            with open(os.path.join(staging, name), "wb") as handle:
-                handle.write(content)
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """Write named files (names may hold one sub-directory) via a staging sibling swapped into place; a
+    ``directory`` holding anything but one generator's files is refused, never deleted."""
+    write_files(payload, directory)
 
 
 @contextmanager

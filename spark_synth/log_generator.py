@@ -40,10 +40,10 @@ from spark_synth.generator import (
 )
 from spark_synth.log_seed import SEED_EVENTS, nest, seed_events_of
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+from spark_synth.ownership import LOG_FILES
 
 FORMAT_VERSION = 1
-FILES = ("log.json", "meta.json", "subjects/stats.json", "subjects/model.json", "subjects/weights.safetensors",
-         "events/stats.json", "events/model.json", "events/weights.safetensors")
+FILES = LOG_FILES  # exactly what save writes: a model dir holding only these may be replaced
 SUBJECT_STREAM, EVENT_STREAM, EVENT_DECODE_STREAM, SUBJECT_DECODE_STREAM = 0, 1, 2, 3
 # subjects whose events are sampled together: stepping through events costs the same few calls per step for
 # any batch, so a larger batch spreads them over more events (part of the output contract, keep fixed)
@@ -104,7 +104,8 @@ class LogGenerator:
                        load(payload["events/weights.safetensors"]), json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
-        """Write the files atomically: a crash leaves either the old directory or the new one."""
+        """Write the files atomically: a crash leaves either the old directory or the new one. Only a missing
+        or empty directory, or one holding exactly a generator's files, is written (else SynthError)."""
         write_payload(self.to_payload(), directory)
 
     @classmethod

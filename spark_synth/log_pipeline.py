@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from typing import Any
 
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from spark_synth import dp, tracking
+from spark_synth import dp, ownership, tracking
 from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.distributed import launch, threads_per_process
 from spark_synth.encoding import TableCodec
@@ -85,7 +84,7 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
     # under DP the state network has no dropout: exact per-sample norms then cost a second pass, not a loop
     sequence_config = SequenceModelConfig(subject_cardinalities=subject_codec.cardinalities, events=event_config,
                                           max_length=prepared.sequence["max_length"], dropout=0.0 if release else dropout)
-    phases = _phases(config, prepared, subject_config, sequence_config, n_train, n_events, n_subjects)
+    phases = _phases(config, prepared, subject_config, sequence_config, n_events, n_subjects)
     settings = _settings(config, max(config.max_minutes - (time.monotonic() - started) / 60, 0.2))
 
     params = _params(config, prepared, subject_config, event_config, n_train, n_val, n_events)
@@ -100,9 +99,9 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
         sequence_model.load_state_dict(trained.states["events"])
         subject_result, event_result = trained.results["subjects"], trained.results["events"]
         privacy = None
+        subject_model.forbid_codes(subject_codec.unreleased_codes())  # what the statistics did not publish
+        sequence_model.events.forbid_codes(event_codec.unreleased_codes())  # is never generated
         if release:
-            subject_model.forbid_codes(subject_codec.unreleased_codes())
-            sequence_model.events.forbid_codes(event_codec.unreleased_codes())
             privacy = dp.privacy_report(release, [trained.private_steps["subjects"], trained.private_steps["events"]])
         meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id, "backend": config.backend,
                 "num_processes": processes, "ranks": trained.ranks,
@@ -116,8 +115,9 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
         subjects = Generator(prepared.subject_stats, subject_config, subject_model.state_dict())
         generator = LogGenerator(subjects, prepared.event_stats, prepared.sequence, sequence_config,
                                  sequence_model.state_dict(), meta)
-        generator.save(config.model_dir)
+        staged = ownership.staging_for(config.model_dir)  # beside the model dir, swapped in once tracked
         try:
+            generator.save(staged)
             metrics = {"subjects_epochs": float(subject_result.epochs), "events_epochs": float(event_result.epochs),
                        "train_seconds": subject_result.seconds + event_result.seconds,
                        "events_samples_per_second": trained.samples_per_second["events"],
@@ -132,15 +132,15 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
             sample = denormalized(*generator.sample(5, seed=config.seed), generator.sequence)
-            model_uri = tracking.log_generator(config.model_dir, sample, config.registered_model, config.alias)
-        except BaseException:
-            shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
-            raise
+            model_uri = tracking.log_generator(staged, sample, config.registered_model, config.alias)
+            ownership.replace_dir(staged, config.model_dir)  # only now is a previous generator replaced
+        finally:  # a generator not tracked is not delivered: the model dir keeps what it held
+            ownership.discard(staged)
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 
 def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig,
-            sequence_config: SequenceModelConfig, n_train: int, n_events: int, n_subjects: int) -> list[Phase]:
+            sequence_config: SequenceModelConfig, n_events: int, n_subjects: int) -> list[Phase]:
     """The subject model, then the sequence model in the time left. Under DP both share one noise; the
     subject model gets few epochs with small batches (a flat table learns fast), so most of the budget goes
     to the event sequences."""
@@ -151,10 +151,12 @@ def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
     weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
     window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
     weights = weights[:window] + [sum(weights[window:])]
+    planned = dp.training_samples(n_subjects, config.validation_fraction)  # n_subjects: the noisy count under DP
     return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
-                  config.batch_size or max(64, dp_batch_size(n_train, False) // 8),
-                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS)),
-            Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights)]
+                  config.batch_size or max(64, dp_batch_size(planned, False) // 8),
+                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned),
+            Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
+                  planned_samples=planned)]
 
 
 def subjects_per_batch(n_events: int, n_subjects: int) -> int:
@@ -205,7 +207,7 @@ def _evaluate(spark: SparkSession, generator: LogGenerator, prepared: PreparedLo
     key, fk = seq["subject_key"], seq["foreign_key"]
     subject_columns = [key, *(c.name for c in generator.subjects.codec.modelled)]
     event_columns = [f.name for f in generator.event_schema]
-    subjects, events = generate_log_dataframes(spark, generator, min(config.quality_rows, n_validation),
+    subjects, events = generate_log_dataframes(spark, generator, min(config.evaluation_rows, n_validation),
                                                seed=config.seed + 1)
     subjects, events = subjects.cache(), events.cache()  # generated once, then aggregated many times
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_synth import dp, tracking
+from spark_synth import dp, ownership, tracking
 from spark_synth.analyze import analyze, validated_overview
 from spark_synth.config import UNLOGGED_SETTINGS, GenerateConfig, ImputeConfig, TrainConfig
 from spark_synth.distributed import check_backend, launch, threads_per_process
@@ -42,7 +41,12 @@ from spark_synth.io import (
 )
 from spark_synth.log_generator import LogGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
-from spark_synth.normalize import normalize
+from spark_synth.normalize import (
+    normalize,
+    private_text_date_formats,
+    saved_text_formats,
+    text_date_candidates,
+)
 from spark_synth.private_stats import private_statistics
 from spark_synth.resources import check_chunk_fits
 from spark_synth.schema import plan_columns, quoted
@@ -113,7 +117,9 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
     params |= {"rows_noisy": n_rows} if release else {"train_rows": prepared.train_rows,
                                                       "validation_rows": prepared.validation_rows}
     with tracking.training_run(config.experiment, params) as run:
-        phase = Phase("model", model_config.to_dict(), None, config.batch_size, config.max_epochs)
+        planned = dp.training_samples(n_rows, config.validation_fraction) if release else None
+        phase = Phase("model", model_config.to_dict(), None, config.batch_size, config.max_epochs,
+                      planned_samples=planned)
         job = RankJob(config.backend, assign_shards(prepared.files, config.num_processes), {"rows": prepared.fields},
                       [phase], settings, workspace.rank_output(), workspace.fingerprint, workspace.checkpoints,
                       config.use_gpu, config.mixed_precision, threads_per_process(spark, config.backend), release)
@@ -121,8 +127,8 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
         model = FlatARGN(model_config)
         model.load_state_dict(trained.states["model"])
         result, privacy = trained.results["model"], None
+        model.forbid_codes(codec.unreleased_codes())  # what the statistics did not publish is never generated
         if release:
-            model.forbid_codes(codec.unreleased_codes())
             privacy = dp.privacy_report(release, [trained.private_steps["model"]])
         meta = {"seed": config.seed, "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "stopped_by": result.stopped_by,
@@ -134,8 +140,9 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
             meta["privacy"] = privacy
             print(dp.format_privacy(privacy))
         generator = Generator(prepared.stats, model_config, model.state_dict(), meta)
-        generator.save(config.model_dir)
+        staged = ownership.staging_for(config.model_dir)  # beside the model dir, swapped in once tracked
         try:
+            generator.save(staged)
             metrics = {"epochs": float(result.epochs), "train_seconds": result.seconds,
                        "samples_per_second": trained.samples_per_second["model"]}
             if privacy:
@@ -145,11 +152,11 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
             quality = _evaluate(spark, generator, prepared, config, trained.validation_rows, privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
-            model_uri = tracking.log_generator(config.model_dir, generator.sample(5, seed=config.seed),
+            model_uri = tracking.log_generator(staged, generator.sample(5, seed=config.seed),
                                                config.registered_model, config.alias)
-        except BaseException:
-            shutil.rmtree(config.model_dir, ignore_errors=True)  # a generator not tracked is not delivered
-            raise
+            ownership.replace_dir(staged, config.model_dir)  # only now is a previous generator replaced
+        finally:  # a generator not tracked is not delivered: the model dir keeps what it held
+            ownership.discard(staged)
     return TrainOutcome(config.model_dir, run.info.run_id, model_uri, tracking_uri, metrics, quality)
 
 
@@ -171,18 +178,26 @@ def _prepare(config: TrainConfig, spark: SparkSession, workspace: Workspace) -> 
 
     A resumed training reuses the statistics it saved: under DP they are released once.
     """
+    budget = dp.budget_for(config) if config.private else None  # checked before any work
     source = read_table(spark, config.data, config.format)
-    df, plans = normalize(source, plan_columns(source.schema, config.columns))
+    plans = plan_columns(source.schema, config.columns)
+    date_tests = len(text_date_candidates(plans))
+    stats = workspace.saved_stats()
+    if stats is not None:  # a resumed training: the text-date decisions (under DP released once) as saved
+        formats = saved_text_formats(stats["columns"])
+    elif budget:
+        formats = private_text_date_formats(source, plans, dp.text_date_noise_std(date_tests))
+    else:
+        formats = None
+    df, plans = normalize(source, plans, formats=formats)
     check_target(config, [p.name for p in plans], "the table's modelled columns")
     source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
-    release = None
-    if config.private:  # the budget is checked before any other work; the statistics are its first spend
-        n_rows, _ = validated_overview(df, plans, source_name)
-        release = dp.plan_statistics(dp.budget_for(config, n_rows, "rows"), [plans])
-    stats = workspace.saved_stats()
+    release = dp.plan_statistics(budget, [plans], text_date_columns=date_tests) if budget else None
     if stats is None:
-        if release:
-            stats = private_statistics(df, plans, release.noise_std, release.threshold, release.noisy(n_rows))
+        if release:  # the exact row count goes into its noisy release, and nowhere else
+            n_rows, _ = validated_overview(df, plans, source_name)
+            stats = private_statistics(df, plans, release.noise_std, release.threshold,
+                                       release.noisy_count(n_rows, "rows"))
         else:
             stats = analyze(df, plans, config.seed, source_name)
         stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
@@ -214,7 +229,7 @@ def _evaluate(spark: SparkSession, generator: Generator, prepared: _Prepared, co
     if not should_evaluate(config, n_validation):
         return {}
     columns = [c.name for c in generator.codec.modelled]
-    synthetic = generate_dataframe(spark, generator, min(config.quality_rows, n_validation),
+    synthetic = generate_dataframe(spark, generator, min(config.evaluation_rows, n_validation),
                                    seed=config.seed + 1).select(*map(quoted, columns)).cache()  # generated once
     try:
         frames = {"synthetic": synthetic, "training": prepared.training.select(*map(quoted, columns)),
@@ -228,6 +243,8 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     """Write ``config.rows`` synthetic rows (or ``config.subjects`` subjects with their events, to
     ``OUTPUT/subjects`` and ``OUTPUT/events``, or one row per row of ``config.seed_data``) to ``config.output``;
     returns the number of rows or subjects."""
+    _check_output_apart(config.output, config.format, [("--model", config.model), ("--seed-data", config.seed_data),
+                                                       ("--seed-events", config.seed_events)])
     generator = tracking.load_generator(config.model, config.tracking_uri)
     controls = config.controls()
     is_log = isinstance(generator, LogGenerator)
@@ -302,6 +319,18 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
     return count
 
 
+def _check_output_apart(output: str, fmt: str, reads: list[tuple[str, Any]]) -> None:
+    """An output written in any mode (replaced, appended to, or created with Spark's temporary files inside)
+    must not be, hold or sit inside the generator or an input read: refused before any work. Catalog tables
+    and models:/ URIs are not paths and are not compared."""
+    if fmt == "table":
+        return
+    paths = [(name, value) for name, value in reads if not ownership.maybe_table_name(value)
+             and (name != "--model" or ownership.is_local(value))]
+    ownership.check_apart([("--output", output)], paths, "Choose an --output apart from the model and the input "
+                                                        "data (neither the same place nor one inside another).")
+
+
 @contextmanager
 def _failing_job_explained(output: str, whole: bool) -> Iterator[None]:
     """A Spark job that fails for good while writing becomes an error naming the task and saying what became of
@@ -344,6 +373,8 @@ def _partitions(partition_by: list[str] | None, df: DataFrame) -> list[str] | No
 def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:
     """Write ``config.data`` with the nulls of ``config.columns`` filled to ``config.output``; the source is
     only read, and its present values come out unchanged."""
+    _check_output_apart(config.output, config.format,
+                        [("--model", config.model), ("--data", None if config.data_format == "table" else config.data)])
     generator = tracking.load_generator(config.model, config.tracking_uri)
     if isinstance(generator, LogGenerator):
         raise SynthError(f"{config.model} is an event-log generator; imputation fills flat tables.",
@@ -377,21 +408,18 @@ def check_target(config: TrainConfig, columns: list[str], where: str) -> None:
 
 
 def _check_model_dir(config: TrainConfig) -> None:
-    """The model dir is replaced on success: refuse one that holds anything but a generator, or the input."""
-    target = os.path.abspath(config.model_dir)
-    for data in (config.data, config.subjects, config.events):
-        if not isinstance(data, str) or "://" in data:
-            continue
-        source = os.path.abspath(data)
-        if source == target or source.startswith(target + os.sep) or target.startswith(source + os.sep):
-            raise SynthError(f"--model-dir {config.model_dir} overlaps the input {data}.",
-                             "Choose a --model-dir outside the input data.")
-    if os.path.isfile(target):
-        raise SynthError(f"--model-dir {config.model_dir} is a file.", "Choose a --model-dir that is a directory path.")
-    is_generator = any(os.path.isfile(os.path.join(target, name)) for name in ("stats.json", "log.json"))
-    if os.path.isdir(target) and os.listdir(target) and not is_generator:
-        raise SynthError(f"--model-dir {config.model_dir} already exists and holds files that are not a generator.",
-                         "Choose a new or empty --model-dir (a previous generator there is replaced).")
+    """The model dir is replaced whole on success and the checkpoint dir removed: refuse either being the other,
+    an input or inside one another, a work dir inside any of them, and a model dir holding anything but a
+    previous generator (see spark_synth.ownership)."""
+    inputs = [(f"the input --{name}", value) for name in ("data", "subjects", "events")
+              if config.format != "table" and not ownership.maybe_table_name(value := getattr(config, name))]
+    written = [("--model-dir", config.model_dir), ("--checkpoint-dir", config.checkpoint_dir)]
+    ownership.check_apart(written, inputs, "Choose a --model-dir and a --checkpoint-dir apart from each other and "
+                                           "from the input data (neither the same place nor one inside another).")
+    if config.checkpoint_dir is None:  # only then is a fresh directory made (and removed) inside the work dir
+        ownership.check_not_within("work_dir", config.work_dir, [*written, *inputs],
+                                   "Choose a work_dir outside the --model-dir and the input data.")
+    ownership.check_replaceable(config.model_dir)
 
 
 def _auto_hidden(n_rows: int) -> int:

@@ -18,7 +18,7 @@ import secrets
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_synth.analyze import MAX_CATEGORIES, MAX_DISCRETE, N_QUANTILES, col, typed_values
@@ -101,9 +101,15 @@ def noisy_counts(df: DataFrame, plans: list[ColumnPlan], noise_std: float, unit:
         pick = Window.partitionBy("u", "i", "f").orderBy(F.xxhash64(F.lit(salt), "s", "d", "isnull"))
         rows = rows.distinct().withColumn("r", F.row_number().over(pick)).where(F.col("r") == 1).drop("r", "u")
     counted = rows.groupBy("i", "f", "s", "d", "isnull").count()
-    noisy = counted.withColumn("noisy", F.col("count") + F.lit(float(noise_std)) * F.randn(secrets.randbits(62)))
+    noisy = counted.withColumn("noisy", released_count(F.col("count"), noise_std))
     top = Window.partitionBy("i", "f").orderBy(F.desc("noisy"))
     return noisy.withColumn("rank", F.row_number().over(top)).where(F.col("rank") <= MAX_CATEGORIES).drop("rank")
+
+
+def released_count(count: Column, noise_std: float) -> Column:
+    """A partition's released count: the exact count plus Gaussian noise drawn on the executors from a secret
+    seed. The only place an exact histogram count is turned into something that may leave."""
+    return count + F.lit(float(noise_std)) * F.randn(secrets.randbits(62))
 
 
 def _partition(i: int, p: ColumnPlan, family: int):

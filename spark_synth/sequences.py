@@ -8,6 +8,7 @@ statistics (distinct subjects), and the protected maximum sequence length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -25,7 +26,7 @@ from spark_synth.encoding.protect import K_MAX, draw_k
 from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
 from spark_synth.io import read_table
-from spark_synth.normalize import normalize
+from spark_synth.normalize import normalize, private_text_date_formats, text_date_candidates
 from spark_synth.privacy.histograms import bounds
 from spark_synth.private_stats import histograms_of, private_statistics, released_partitions
 from spark_synth.schema import ColumnPlan, plan_columns, quoted
@@ -34,7 +35,6 @@ from spark_synth.train.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
 from spark_synth.workspace import Workspace
 
 KEY_TYPES = ("string", "tinyint", "smallint", "int", "bigint")
-LENGTH_K_INDEX = 10_000  # draw_k index of the sequence length (apart from the column indices)
 LENGTH_PLAN = ColumnPlan("__length", "bigint", "numeric", "auto")  # a subject's number of events, under DP
 
 
@@ -91,12 +91,14 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
                           F.countDistinct(col(key)).alias("distinct")).collect()[0]
     if checks["n"] == 0:
         raise SynthError(f"the subject table {subject_name} is empty (0 rows).", "Point --subjects at a table with rows.")
+    many = partial(_count, private=config.private)
     if checks["non_null"] < checks["n"]:
-        raise SynthError(f"{checks['n'] - checks['non_null']} subject(s) in {subject_name} have a null '{key}'.",
+        raise SynthError(f"{many(checks['n'] - checks['non_null'])} subject(s) in {subject_name} have a null '{key}'.",
                          f"Give every subject a key, or filter out rows with a null '{key}'.")
     if checks["distinct"] < checks["n"]:
-        raise SynthError(f"subject key '{key}' is not unique in {subject_name}: {checks['n'] - checks['distinct']} "
-                         "duplicate key(s).", f"Deduplicate the subject table so each '{key}' appears once.")
+        raise SynthError(f"subject key '{key}' is not unique in {subject_name}: "
+                         f"{many(checks['n'] - checks['distinct'])} duplicate key(s).",
+                         f"Deduplicate the subject table so each '{key}' appears once.")
 
     event_checks = events.agg(F.count(F.lit(1)).alias("n"),
                               F.sum(F.when(col(fk).isNull(), 1).otherwise(0)).alias("null_fk"),
@@ -106,14 +108,15 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
         raise SynthError(f"the event table {event_name} is empty (0 rows).",
                          "Point --events at a table with events, or train a flat table with --data.")
     if order and event_checks["null_order"]:
-        raise SynthError(f"{event_checks['null_order']} event(s) in {event_name} have a null order column '{order}'.",
+        raise SynthError(f"{many(event_checks['null_order'])} event(s) in {event_name} have a null order column "
+                         f"'{order}'.",
                          f"Fill or drop the events with a null '{order}', or choose another --order-by.")
     key_values = subjects.select(col(key).cast("string").alias("__key"))
     linked = events.join(key_values, col(fk).cast("string") == F.col("__key"), "left_semi")
     orphans = int(event_checks["n"]) - linked.count()
-    if orphans and config.private:  # under DP even this count is data: only its existence is told
-        print(f"warning: some events in {event_name} reference no subject in {subject_name}; they are excluded "
-              "from training (their number is withheld under differential privacy).")
+    if config.private:  # under DP even whether there are any is data: the same note either way
+        print(f"note: events in {event_name} that reference no subject in {subject_name}, if any, are excluded from "
+              "training (whether there are any, and how many, is withheld under differential privacy).")
     elif orphans:
         print(f"warning: {orphans} event(s) in {event_name} reference no subject in {subject_name}; "
               "they are excluded from training.")
@@ -121,6 +124,11 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
         raise SynthError(f"no event in {event_name} references a subject of {subject_name} "
                          f"('{fk}' never matches '{key}').", "Check --subject-key and --foreign-key.")
     return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]))
+
+
+def _count(n: int, private: bool) -> str:
+    """How a refusal counts bad rows: exactly, or under DP only as "some" (a count would be exact data)."""
+    return "some" if private else str(n)
 
 
 def _require_column(df: DataFrame, column: str, name: str, flag: str) -> None:
@@ -148,23 +156,26 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
                      for p in plan_columns(source.subjects.schema, subject_settings)]
     if key not in [p.name for p in subject_plans]:
         raise SynthError(f"the subject key '{key}' is excluded in the config.", f"Do not exclude '{key}'.")
-    subjects, subject_plans = normalize(source.subjects, subject_plans)
     event_plans = plan_columns(source.events.select(*[col(c) for c in source.events.columns if c != fk]).schema,
                                event_settings)
-    events, event_plans = normalize(source.events, event_plans, keep=(fk,))
+    saved = workspace.saved_stats()
+    budget = dp.budget_for(config) if config.private else None
+    subject_formats, event_formats = _text_formats(source, subject_plans, event_plans, saved, budget, fk)
+    subjects, subject_plans = normalize(source.subjects, subject_plans, formats=subject_formats)
+    events, event_plans = normalize(source.events, event_plans, keep=(fk,), formats=event_formats)
     release, length_weights = None, None
-    if config.private:
+    if budget:
         validated_overview(subjects, subject_plans, source.subject_name)
         derived_plans = _sequenced_events(events, event_plans, config, 1)[1]  # lazy: only the plans are used
-        release = dp.plan_statistics(dp.budget_for(config, source.n_subjects, "subjects"),
-                                     [subject_plans, derived_plans], extra_partitions=len(histograms_of(LENGTH_PLAN)))
-    saved = workspace.saved_stats()
+        date_tests = len(text_date_candidates(subject_plans)) + len(text_date_candidates(event_plans))
+        release = dp.plan_statistics(budget, [subject_plans, derived_plans],
+                                     extra_partitions=len(histograms_of(LENGTH_PLAN)), text_date_columns=date_tests)
     if saved:
         subject_stats, event_stats = saved["subject_stats"], saved["event_stats"]
         max_length, length_weights = saved["max_length"], saved["length_weights"]
     elif release:
         subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
-                                           release.noisy(source.n_subjects))
+                                           release.noisy_count(source.n_subjects, "subjects"))
         max_length, length_weights = _private_max_length(source, config, release)
     else:
         subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
@@ -180,7 +191,7 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
         event_stats["excluded"] = [c for c in source.events.columns
                                    if c not in {p.name for p in event_plans} | {fk, order}]
         workspace.save_stats({"subject_stats": subject_stats, "event_stats": event_stats, "max_length": max_length,
-                              "length_weights": length_weights})
+                              "length_weights": length_weights, "text_formats": [subject_formats, event_formats]})
     sequence = {"subject_key": key, "foreign_key": fk, "foreign_key_type": source.events.schema[fk].dataType.simpleString(),
                 "order_by": order, "max_length": max_length, "event_columns": list(source.events.columns),
                 **order_info}
@@ -205,6 +216,19 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
                        length_weights)
 
 
+def _text_formats(source: LogSource, subject_plans: list[ColumnPlan], event_plans: list[ColumnPlan],
+                  saved: dict[str, Any] | None, budget: dp.Budget | None, fk: str) -> tuple[dict | None, dict | None]:
+    """Which text columns of each table hold dates: as a resumed training saved them; under DP from noisy
+    margins, both tables in one release (a subject moves both); else decided exactly by :func:`normalize`."""
+    if saved:
+        return saved["text_formats"]
+    if budget is None:
+        return None, None
+    noise_std = dp.text_date_noise_std(len(text_date_candidates(subject_plans)) + len(text_date_candidates(event_plans)))
+    return (private_text_date_formats(source.subjects, subject_plans, noise_std),
+            private_text_date_formats(source.events, event_plans, noise_std, unit=fk))
+
+
 def _subject_flag(key, config: TrainConfig):
     """Validation membership from a hash of the subject key: a subject and all its events on one side."""
     bucket = F.pmod(F.xxhash64(F.lit(config.seed), key.cast("string")), F.lit(BUCKETS))
@@ -220,7 +244,7 @@ def _max_length(source: LogSource, config: TrainConfig) -> int:
     counts = source.events.groupBy(col(config.foreign_key).cast("string").alias("__key")).count()
     top = counts.orderBy(F.desc("count")).limit(K_MAX).collect()
     lengths = sorted((int(r["count"]) for r in top), reverse=True)
-    k = draw_k(config.seed, LENGTH_K_INDEX)
+    k = draw_k()  # secret: not recomputable from the stored seed
     if len(lengths) < k:
         raise SynthError(f"only {len(lengths)} subject(s) have events, too few to publish a protected sequence length.",
                          "Provide more subjects with events.")

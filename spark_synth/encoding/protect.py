@@ -2,11 +2,13 @@
 
 A category survives only if at least k rows (subjects) hold it; numeric and datetime bounds are
 the k-th smallest and largest values, never the true extremes. k is drawn per column at random
-in [K_MIN, K_MAX] so an attacker cannot know the exact threshold.
+in [K_MIN, K_MAX] so an attacker cannot know the exact threshold: from the operating system's
+randomness, never from the run's seed (which the generator stores), and k itself is never saved.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -14,10 +16,25 @@ import numpy as np
 K_MIN, K_MAX = 5, 7
 
 
-def draw_k(seed: int, column_index: int) -> int:
-    """The protection threshold for one column, reproducible from (seed, column index)."""
-    rng = np.random.default_rng([seed, column_index, 0x6B])
-    return int(rng.integers(K_MIN, K_MAX + 1))
+def draw_k() -> int:
+    """A protection threshold in [K_MIN, K_MAX], secret: drawn from OS randomness, so neither the stored
+    seed nor anything else saved can recompute it (and a rerun draws anew)."""
+    return K_MIN + secrets.randbelow(K_MAX - K_MIN + 1)
+
+
+def allowed_codes(counts: np.ndarray, k: int) -> np.ndarray:
+    """Which codes of one sub-column may be generated: those held by at least k rows (subjects).
+
+    ``counts[c]`` is how many rows (distinct subjects) hold code c. A digit of one unique number is
+    thus never generated. When no code reaches k (a tiny table), only the most frequent code stays
+    (the lowest on a tie): a softmax needs one allowed code, and the most shared value is the one
+    that says least about any single row, so the sub-column becomes constant.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    allowed = counts >= k
+    if not allowed.any() and len(counts):
+        allowed[int(np.argmax(counts))] = True
+    return allowed
 
 
 def kept_categories(counts: Mapping[object, int], k: int, max_categories: int) -> list[object]:

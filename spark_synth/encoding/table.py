@@ -46,14 +46,18 @@ class TableCodec:
             start += len(codec.sub_columns)
 
     def unreleased_codes(self) -> dict[int, list[int]]:
-        """Sub-column index -> codes the statistics say do not occur (null, rare), for categorical columns.
+        """Sub-column index -> codes the statistics say do not occur (null, rare), for categorical and binned
+        columns.
 
-        Under DP the model may still see such codes in training (a few nulls or rare values below the
-        release threshold), so they are forbidden at generation only (:meth:`FlatARGN.forbid_codes`).
+        The model may still see such codes in training (under DP a few nulls or rare values below the
+        release threshold; without it fewer nulls than the protection's k), so they are forbidden at
+        generation only (:meth:`FlatARGN.forbid_codes`).
         """
         out: dict[int, list[int]] = {}
         for codec, (start, _) in zip(self.modelled, self.column_slices, strict=True):
-            if isinstance(codec, CategoricalCodec):
+            if isinstance(codec, BinnedCodec) and not codec.stats.get("has_nulls", True):
+                out[start] = [NULL_CODE]
+            elif isinstance(codec, CategoricalCodec):
                 # a numeric category never encodes RARE: rare numbers snap to their nearest released value
                 codes = [NULL_CODE] * (not codec.stats.get("has_nulls", True)) + [RARE_CODE] * (
                     codec.numeric or not codec.stats.get("has_rare", True))

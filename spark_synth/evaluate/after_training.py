@@ -16,10 +16,16 @@ MIN_HOLDOUT = 100  # rows (subjects) below which the validation split is too sma
 
 
 def should_evaluate(config: TrainConfig, n_holdout: int) -> bool:
-    """Whether the stage runs: asked for (``quality_rows`` > 0) and a validation split large enough to audit
-    against; decided before any synthetic data is generated for it."""
-    if not config.quality_rows:
+    """Whether the stage runs: asked for (``evaluation_rows`` > 0) and a validation split large enough to audit
+    against; decided before any synthetic data is generated for it. Under DP it runs only when asked for by
+    name, with a warning: its report is made of real data the budget does not cover."""
+    if not config.evaluation_rows:
         return False
+    if config.private:
+        print("warning: quality_rows is set under differential privacy: the after-training evaluation compares "
+              "with the real training and validation rows, and its report and figures (logged to this MLflow run) "
+              f"are not covered by max_epsilon {config.max_epsilon:g}. Leave quality_rows out (or 0) for a run that "
+              "holds only DP outputs.")
     if n_holdout < MIN_HOLDOUT:
         print(f"evaluation skipped: the validation split is too small (under {MIN_HOLDOUT} rows or subjects) to "
               "compare against; evaluate with `spark-synth evaluate` and a larger holdout")

@@ -42,6 +42,9 @@ def run_evaluation(config: EvaluateConfig, spark: SparkSession | None = None) ->
         generator = tracking.load_generator(config.model, config.tracking_uri)
         meta = getattr(generator, "meta", {}) or {}
         privacy, run_id = meta.get("privacy"), meta.get("mlflow_run_id")
+        if privacy:
+            print(f"warning: {config.model} was trained under differential privacy (epsilon {privacy['epsilon']:.3g}); "
+                  "this evaluation reads the real tables, and its report and figures are not covered by that epsilon.")
         if config.rows is not None:
             spark = spark or session_for(config)
             config = config.model_copy(update=_generated(spark, generator, config))

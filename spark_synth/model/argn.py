@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from spark_synth.encoding.protect import allowed_codes, draw_k
 from spark_synth.model.sampling import draw
 
 
@@ -66,9 +67,12 @@ class FlatARGN(nn.Module):
         width_out = max(cards)
         self.w2 = nn.Parameter(torch.randn(self.n_sub, config.hidden, width_out) * config.hidden**-0.5)
         self.b2 = nn.Parameter(torch.zeros(self.n_sub, width_out))
-        # -inf for padding and for codes never seen in training: a column without nulls never generates one
+        # -inf for padding and for codes held by fewer than k rows: generation never draws them (saved)
         padding = torch.arange(width_out)[None, :] >= torch.tensor(cards)[:, None]
         self.register_buffer("code_bias", torch.zeros(self.n_sub, width_out).masked_fill(padding, float("-inf")))
+        # training's softmax support: padding and codes absent from the whole table. Not the k-row mask, which
+        # would give the rare codes training does see an infinite loss; recomputed per training, never saved.
+        self.register_buffer("fit_bias", self.code_bias.clone(), persistent=False)
 
     # ---- orders and masks -------------------------------------------------------------
     def sub_order(self, column_order: list[int]) -> torch.Tensor:
@@ -102,7 +106,7 @@ class FlatARGN(nn.Module):
         pre = (x @ weights).view(x.shape[0], self.n_sub, self.config.hidden).transpose(0, 1) + self.b1.unsqueeze(1)
         normed = self.norm(pre)
         hidden = self.dropout(torch.nn.functional.gelu(normed))
-        logits = torch.baddbmm((self.b2 + self.code_bias).unsqueeze(1), hidden, self.w2)  # (S, B, C)
+        logits = torch.baddbmm((self.b2 + self.fit_bias).unsqueeze(1), hidden, self.w2)  # (S, B, C)
         if trace is not None:
             trace.update(inputs=inputs, pre=pre, normed=normed, hidden=hidden, logits=logits)
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -114,23 +118,47 @@ class FlatARGN(nn.Module):
         return torch.cat([*embedded, torch.ones(codes.shape[0], self.n_sub, device=codes.device)], dim=1)
 
     @torch.no_grad()
-    def set_seen_codes(self, codes: torch.Tensor) -> None:
-        """Forbid codes that never occur in the training codes (counts are not stored, only the mask)."""
-        self.set_seen_counts(self.code_counts(codes))
+    def set_seen_codes(self, codes: torch.Tensor, owners: torch.Tensor | None = None,
+                       k: int | list[int] | None = None) -> None:
+        """Forbid codes held by fewer than k rows (``owners``: subjects) of these codes; see :meth:`set_seen_counts`."""
+        self.set_seen_counts(self.code_counts(codes, owners), k)
 
-    def code_counts(self, codes: torch.Tensor) -> torch.Tensor:
-        """(sub-columns, widest cardinality) occurrences of each code: summed across ranks, they say which
-        codes the whole table holds."""
+    def code_counts(self, codes: torch.Tensor, owners: torch.Tensor | None = None) -> torch.Tensor:
+        """(sub-columns, widest cardinality) rows holding each code, or with ``owners`` (one id per row) distinct
+        owners holding it. Summed across ranks (each owner on one rank only) they are the whole table's."""
         counts = torch.zeros(self.code_bias.shape, dtype=torch.float64)
         for j, card in enumerate(self.config.cardinalities):
-            counts[j, :card] = torch.bincount(codes[:, j].long().cpu(), minlength=card)[:card].double()
+            column = codes[:, j].long().cpu()
+            if owners is not None:  # an owner counts once per code, however many of its rows hold it
+                column = torch.unique(owners.long().cpu() * card + column) % card
+            counts[j, :card] = torch.bincount(column, minlength=card)[:card].double()
         return counts
 
     @torch.no_grad()
-    def set_seen_counts(self, counts: torch.Tensor) -> None:
+    def set_seen_counts(self, counts: torch.Tensor, k: int | list[int] | None = None) -> None:
+        """Generation draws a code only if at least k rows (subjects) hold it, so no digit or category of a
+        single record can come out; training keeps every code the table holds.
+
+        ``k``: one per column (its sub-columns share it), one for all, or None to draw each column's
+        secretly (:func:`~spark_synth.encoding.protect.draw_k`); it is not stored, only the mask is. Under
+        data parallelism rank 0's mask reaches every rank with its buffers. A sub-column with no code
+        held by k rows keeps its most frequent one (see :func:`~spark_synth.encoding.protect.allowed_codes`).
+        Null codes follow the same rule: the statistics' ``has_nulls`` already needs k null rows, and a
+        null's other sub-columns hold code 0, shared by every null row.
+        """
+        slices = self.config.column_slices
+        ks = [draw_k() for _ in slices] if k is None else [k] * len(slices) if isinstance(k, int) else list(k)
+        if len(ks) != len(slices):
+            raise ValueError(f"{len(ks)} thresholds for {len(slices)} columns")
         self.code_bias.fill_(float("-inf"))
-        for j, card in enumerate(self.config.cardinalities):
-            self.code_bias[j, :card] = torch.where(counts[j, :card].to(self.code_bias.device) > 0, 0.0, float("-inf"))
+        self.fit_bias.fill_(float("-inf"))
+        for (lo, hi), column_k in zip(slices, ks, strict=True):
+            for j in range(lo, hi):
+                card = self.config.cardinalities[j]
+                held = counts[j, :card].double().cpu()
+                allowed = torch.from_numpy(allowed_codes(held.numpy(), column_k)).to(self.code_bias.device)
+                self.code_bias[j, :card] = torch.where(allowed, 0.0, float("-inf"))
+                self.fit_bias[j, :card] = torch.where(held.to(self.fit_bias.device) > 0, 0.0, float("-inf"))
 
     @torch.no_grad()
     def forbid_codes(self, codes: dict[int, list[int]]) -> None:

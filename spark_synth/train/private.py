@@ -14,7 +14,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ class PrivateSteps:
     noise_multiplier: float
     sample_rate: float
     steps: int
+    expected_batch: float  # the normaliser of the noisy gradient sum: planned from the noisy count, not measured
     max_grad_norm: float = 1.0
 
     @property
@@ -125,7 +126,7 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     group = place.collective
     start = time.monotonic()
     n = len(samples)
-    expected_batch = max(1.0, plan.sample_rate * group.sum_float(n))
+    expected_batch = max(1.0, plan.expected_batch)
     lr = settings.learning_rate or 2e-3 * math.sqrt(expected_batch / 1024)
     secret = torch.Generator().manual_seed(secrets.randbits(63))  # each rank its own: their samples are independent
     noise = torch.Generator(device=place.device).manual_seed(secrets.randbits(63))
@@ -196,7 +197,7 @@ def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSetting
     model.eval()
     for p in model.parameters():
         p.grad = None
-    done = PrivateSteps(plan.noise_multiplier, plan.sample_rate, taken, plan.max_grad_norm)
+    done = replace(plan, steps=taken)
     epochs = taken * plan.sample_rate
     result = TrainResult(epochs=max(1, round(epochs)), best_epoch=max(1, round(epochs)), best_val_loss=None,
                          train_loss=math.nan, seconds=time.monotonic() - start + spent_s, stopped_by=stopped_by,

@@ -52,6 +52,7 @@ class Phase:
     batch_size: int | None  # the global (DP: expected) batch; None: sized to the data
     max_epochs: int
     length_weights: list[float] | None = None  # DP timing probe of a sequence model: its length distribution
+    planned_samples: int | None = None  # DP: training samples across ranks, from the noisy count (dp.training_samples)
 
     @property
     def weights_file(self) -> str:
@@ -125,17 +126,17 @@ def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
     models = {p.name: _build(p).to(device) for p in job.phases}
     counts = {name: [int(v) for v in group.all_reduce_sum(torch.tensor([len(t), len(v)], dtype=torch.float64))]
               for name, (t, v) in samples.items()}
-    if job.release is None:  # codes absent from the whole table are never generated
+    if job.release is None:  # codes fewer than k rows (subjects) of the whole table hold are never generated
         for name, model in models.items():
-            argn, rows = _seen_rows(model, *samples[name])
-            argn.set_seen_counts(group.all_reduce_sum(argn.code_counts(rows)))
+            argn, rows, owners = _seen_rows(model, *samples[name])
+            argn.set_seen_counts(group.all_reduce_sum(argn.code_counts(rows, owners)))  # k: secret, rank 0's wins
     for model in models.values():
         group.broadcast_parameters(model)
 
     writer = group.rank == 0
     checkpoint = {p.name: Checkpointer(job.checkpoint_dir, job.fingerprint, writer, p.name) for p in job.phases} \
         if job.checkpoint_dir else {}
-    plans = _plans(job, models, samples, counts, group, device, checkpoint) if job.release else {}
+    plans = _plans(job, models, samples, group, device, checkpoint) if job.release else {}
     outcomes: dict[str, dict[str, Any]] = {}
     spent = 0.0  # minutes the phases before took, resumed ones included
     for phase in job.phases:
@@ -154,12 +155,11 @@ def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
         model, (train, val) = models[phase.name], samples[phase.name]
         steps = None
         if job.release:
-            private = dp.PrivateModel(model, train, minutes, phase.max_epochs, phase.batch_size,
-                                      total_samples=counts[phase.name][0])
+            private = dp.PrivateModel(model, train, minutes, phase.max_epochs, _planned(phase), phase.batch_size)
             result, steps = dp.train_private(private, plans[phase.name], settings, job.release, callback, place)
         else:
             result = fit(model, train, val, settings, callback, place)
-        outcomes[phase.name] = _outcome(result, steps, counts[phase.name][0])
+        outcomes[phase.name] = _outcome(result, steps)
         spent += result.seconds / 60
         if checkpoint:
             checkpoint[phase.name].save_done({"model": model.state_dict(), "outcome": outcomes[phase.name]})
@@ -188,17 +188,26 @@ def _build(phase: Phase) -> torch.nn.Module:
     return FlatARGN(ModelConfig(**phase.model_config))
 
 
-def _seen_rows(model: torch.nn.Module, train: Samples, val: Samples) -> tuple[FlatARGN, torch.Tensor]:
-    """The any-order network whose codes are masked, and the code rows it learns from (all splits)."""
+def _seen_rows(model: torch.nn.Module, train: Samples,
+               val: Samples) -> tuple[FlatARGN, torch.Tensor, torch.Tensor | None]:
+    """The any-order network whose codes are masked, the code rows it learns from (all splits), and for events
+    each row's subject (this rank's index): a code must be held by k subjects, not by k events of one.
+
+    A subject and all its events live on one rank, so per-rank distinct counts sum to the table's.
+    """
     if isinstance(model, SequenceARGN):
         assert isinstance(train, SequenceSamples) and isinstance(val, SequenceSamples)
-        return model.events, event_rows(train, val)
-    return model, torch.cat([train.codes, val.codes])
+        owners, offset = [], 0
+        for part in (train, val):  # the same mask and order as event_rows
+            valid = torch.arange(part.event_codes.shape[1])[None, :] < part.lengths[:, None]
+            owners.append((torch.arange(len(part))[:, None] + offset).expand_as(valid)[valid])
+            offset += len(part)
+        return model.events, event_rows(train, val), torch.cat(owners)
+    return model, torch.cat([train.codes, val.codes]), None
 
 
 def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, tuple[Samples, Samples]],
-           counts: dict[str, list[int]], group: Collective, device: torch.device,
-           checkpoint: dict[str, Checkpointer]) -> dict[str, PrivateSteps]:
+           group: Collective, device: torch.device, checkpoint: dict[str, Checkpointer]) -> dict[str, PrivateSteps]:
     """DP-SGD steps per phase and one noise for all. A resumed job keeps the plan it made: the noise was
     calibrated for exactly those steps, so it ends with the epsilon of an uninterrupted run."""
     first = checkpoint[job.phases[0].name] if checkpoint else None
@@ -209,7 +218,7 @@ def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, 
     for phase in job.phases:
         minutes = None if phase.time_share is None else job.settings.max_minutes * phase.time_share
         private.append(dp.PrivateModel(models[phase.name], samples[phase.name][0], minutes, phase.max_epochs,
-                                       phase.batch_size, phase.length_weights, counts[phase.name][0]))
+                                       _planned(phase), phase.batch_size, phase.length_weights))
     place = Placement(group, device)
     plans = dict(zip([p.name for p in job.phases], dp.plan_training(job.release, private, job.settings.max_minutes,
                                                                      place), strict=True))
@@ -218,8 +227,15 @@ def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, 
     return plans
 
 
-def _outcome(result: TrainResult, steps: PrivateSteps | None, n_train: int) -> dict[str, Any]:
-    seen = steps.steps * steps.sample_rate * n_train if steps else sum(r.get("samples", 0) for r in result.history)
+def _planned(phase: Phase) -> int:
+    if phase.planned_samples is None:
+        raise ValueError(f"phase {phase.name} trains under DP without a planned (noisy) sample count")
+    return phase.planned_samples
+
+
+def _outcome(result: TrainResult, steps: PrivateSteps | None) -> dict[str, Any]:
+    """Under DP the throughput counts planned samples (steps x expected batch): the exact ones are data."""
+    seen = steps.steps * steps.expected_batch if steps else sum(r.get("samples", 0) for r in result.history)
     return {"result": asdict(result), "private_steps": asdict(steps) if steps else None,
             "samples_per_second": seen / max(result.seconds, 1e-9)}
 
@@ -231,10 +247,10 @@ def _report(job: RankJob, group: Collective, device: torch.device, models: dict[
     states = {name: {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()} for name, m in models.items()}
     digest = weights_digest({f"{name}.{k}": v for name, state in states.items() for k, v in state.items()})
     first = job.phases[0].name
-    _write_json(os.path.join(job.output_dir, f"rank-{group.rank}.json"),
+    held = {} if job.release else {"train_rows": len(samples[first][0]), "validation_rows": len(samples[first][1])}
+    _write_json(os.path.join(job.output_dir, f"rank-{group.rank}.json"),  # becomes the generator's meta["ranks"]
                 {"rank": group.rank, "world_size": group.world_size, "digest": digest, "device": str(device),
-                 "threads": torch.get_num_threads(), "host": os.uname().nodename,
-                 "train_rows": len(samples[first][0]), "validation_rows": len(samples[first][1])})
+                 "threads": torch.get_num_threads(), "host": os.uname().nodename, **held})
     summary = {"train_rows": counts[first][0], "validation_rows": counts[first][1], "world_size": group.world_size,
                "digest": digest, "seconds": seconds, "phases": outcomes}
     if group.rank == 0:

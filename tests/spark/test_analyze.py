@@ -71,3 +71,39 @@ def test_only_string_and_integer_columns_can_be_keys(spark) -> None:
     df = spark.createDataFrame(pd.DataFrame({"x": [1.5, 2.5]}))
     with pytest.raises(SynthError, match="only string and integer columns can be keys"):
         plan_columns(df.schema, {"x": ColumnSettings(encoding="key")})
+
+
+def flag_table(spark, odd_rows: int, one_subject: bool):
+    """200 rows (40 subjects) of integral numbers, no nulls and midnight times, but for ``odd_rows`` rows (of
+    as many subjects, or all of subject 0) that have a null, a fractional number and a time of day."""
+    odd = f"id < {odd_rows}"
+    subject = f"CASE WHEN {odd} THEN {'0' if one_subject else 'id'} ELSE 100 + id % 40 END"
+    return spark.sql(
+        f"SELECT {subject} AS subject, CASE WHEN {odd} THEN NULL ELSE id % 3 END AS v, "
+        f"CAST(id AS DOUBLE) + CASE WHEN {odd} THEN 0.5 ELSE 0 END AS x, "
+        f"timestamp_ntz'2020-01-01 00:00:00' + make_interval(0, 0, 0, id, CASE WHEN {odd} THEN 3 ELSE 0 END, 0, 0) AS t "
+        "FROM range(200)")
+
+
+@pytest.mark.parametrize("unit", [None, "subject"])
+def test_one_row_or_subject_does_not_flip_the_column_flags(spark, unit: str | None) -> None:
+    """has_nulls, integral and has_time follow the k-row rule: one odd row (or one subject's many odd events)
+    is not a property of the column; the odd values are rounded and dropped instead."""
+    df = flag_table(spark, 1 if unit is None else 20, one_subject=True)
+    plans = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="binned")})
+    stats = {c["name"]: c for c in analyze(df, plans, 0, unit=unit)["columns"]}
+    assert [stats[c]["has_nulls"] for c in ("v", "x", "t")] == [False] * 3
+    assert stats["x"]["integral"] is True
+    assert stats["t"]["has_time"] is False
+    digits = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="digits")})
+    assert analyze(df, digits, 0, unit=unit)["columns"][1]["encoding"] == "digits"  # no longer refused
+
+
+@pytest.mark.parametrize("unit", [None, "subject"])
+def test_flags_held_by_k_rows_or_subjects_stand(spark, unit: str | None) -> None:
+    df = flag_table(spark, 8, one_subject=False)  # more than any k, each a subject of its own
+    plans = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="binned")})
+    stats = {c["name"]: c for c in analyze(df, plans, 0, unit=unit)["columns"]}
+    assert stats["v"]["has_nulls"] is True
+    assert stats["x"]["integral"] is False
+    assert stats["t"]["has_time"] is True

@@ -179,3 +179,29 @@ def test_console_output_and_errors_hold_no_planted_values(planted: dict, mlflow_
     assert rc == 0 and refused == 2 and "error: " in said.err
     assert "workclass" in text  # the output does talk about the columns
     assert [s for s in PLANTED_SPELLINGS if s.decode() in text] == []
+
+
+def test_a_unique_numbers_digits_never_come_out_whole(spark, mlflow_store, tmp_path: Path) -> None:
+    """Digit coding learns each decimal digit as a code. The planted 147 is inside the protected bounds and its
+    tens digit is the only 4 in the table: a mask that allows codes one row holds would let it (and all of
+    the 140s) be generated. Codes need k rows, so none of the 140s come out of a large sample."""
+    from spark_synth.generator import Generator
+
+    rng = np.random.default_rng(7)
+    low, high, planted = 100, 169, 147
+    values = np.concatenate([[low] * 10, rng.integers(100, 130, 200), rng.integers(160, 170, 40), [high] * 10,
+                             [planted]])
+    frame = pd.DataFrame({"n": values.astype("int32"), "c": rng.choice(["a", "b"], len(values))})
+    config = TrainConfig(data=spark.createDataFrame(frame), model_dir=str(tmp_path / "model"), max_minutes=0.1,
+                         quality_rows=0, experiment="privacy", tracking_uri=mlflow_store.uri, progress=False,
+                         columns={"n": {"encoding": "digits"}})
+    train(config, spark)
+    n = next(c for c in json.loads((tmp_path / "model" / "stats.json").read_text())["columns"] if c["name"] == "n")
+    assert (n["encoding"], n["min"], n["max"]) == ("digits", low, high)  # 147 is not clipped away
+    tens = (values - low) // 10
+    assert (tens == (planted - low) // 10).sum() == 1  # its tens digit is its own: one row holds the code
+
+    sample = Generator.load(str(tmp_path / "model")).sample(200_000, seed=3)["n"].to_numpy()
+    assert not ((sample >= 140) & (sample < 150)).any()
+    assert planted not in sample
+    assert set(np.unique((sample - low) // 10)) <= {0, 1, 2, 6}  # only digits k rows share

@@ -151,3 +151,21 @@ def test_event_log_with_user_level_dp_runs_end_to_end(spark, tmp_path, mlflow_st
     assert len(subjects) == 200 and events.players_id.isin(subjects.id).all()
     assert "ZZ9" not in set(events.team.dropna())
 
+
+
+def test_text_dates_are_decided_on_noisy_margins_and_a_few_dates_stay_text(spark, monkeypatch) -> None:
+    from spark_synth import normalize
+    from spark_synth.dp import text_date_noise_std
+    from spark_synth.normalize import private_text_date_formats
+    from spark_synth.schema import plan_columns
+
+    monkeypatch.setattr(normalize.secrets, "randbits", lambda bits: 11)  # one fixed draw of the product's noise
+
+    rows = [("1934-02-05" if i % 50 else "unknown", f"name{i % 40}", None if i % 3 else "2001-01-01 10:00:00",
+             "1999-12-31" if i < 3 else None, i // 4) for i in range(40_000)]
+    df = spark.createDataFrame(rows, "born string, name string, seen string, few string, subject int")
+    plans = plan_columns(df.schema, {})
+    noise = text_date_noise_std(4)
+    assert private_text_date_formats(df, plans, noise) == {"born": "date", "seen": "timestamp"}
+    # per subject (4 rows each, one vote each: 10,000 votes, 800 of them with a non-date): the same decisions
+    assert private_text_date_formats(df, plans, noise, unit="subject") == {"born": "date", "seen": "timestamp"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,3 +64,14 @@ def test_served_generator_takes_seed_rows_and_sampling_params(served) -> None:
             "params": {"temperature": 0.8, "top_p": 0.95, "seed": 1}}
     rows = _post(served, body)
     assert rows["sex"].tolist() == ["Female", "Male", "Female"] and rows["age"].tolist() == [30, 61, 45]
+
+
+def test_served_request_over_the_cap_is_refused(served) -> None:
+    """Refused before sampling, as a 400 that names the limit and how to get the rows."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _post(served, {"dataframe_records": [{"rows": 60_000}, {"rows": 40_001}]})
+    assert refused.value.code == 400
+    body = json.loads(refused.value.read())
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "100,001 rows" in body["message"] and "at most 100,000" in body["message"]
+    assert "spark-synth generate" in body["message"] and "SPARK_SYNTH_MAX_REQUEST_ROWS" in body["message"]

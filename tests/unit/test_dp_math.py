@@ -16,7 +16,15 @@ from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
 from spark_synth.privacy import histograms as H
-from spark_synth.privacy.budget import Budget, check_budget, epsilon_of, sgd_noise, statistics_noise
+from spark_synth.privacy.budget import (
+    DEFAULT_DELTA,
+    Budget,
+    check_budget,
+    check_delta,
+    epsilon_of,
+    sgd_noise,
+    statistics_noise,
+)
 from spark_synth.train.clipping import (
     _vmap_clipped_sum,
     clipped_gradient_sum,
@@ -47,6 +55,16 @@ def test_noise_is_calibrated_to_spend_the_whole_budget_and_no_more() -> None:
     assert sgd_noise(budget, stats, [(0.06, 1200)]) > sgd_noise(budget, stats, [(0.06, 600)])
 
 
+def test_a_fixed_release_is_composed_into_the_budget() -> None:
+    """The text-date test's release (noise set in advance) is paid for: the rest is calibrated around it."""
+    budget, fixed = Budget(2.0, 1e-6), ((20.0, 1.0, 1),)
+    stats = statistics_noise(budget, fixed)
+    assert stats > statistics_noise(budget)  # less left for the statistics ...
+    z = sgd_noise(budget, stats, [(0.05, 400)], fixed)
+    total = epsilon_of([(stats, 1.0, 1), *fixed, (z, 0.05, 400)], budget.rdp_delta)
+    assert 0.995 * budget.epsilon <= total <= budget.epsilon  # ... and the whole stays within the budget
+
+
 def test_statistics_cost_about_their_share_under_the_nominal_plan() -> None:
     budget = Budget(2.0, 1e-5)
     stats = statistics_noise(budget)
@@ -60,12 +78,26 @@ def test_a_budget_too_small_to_learn_is_refused() -> None:
         sgd_noise(Budget(0.01, 1e-5), statistics_noise(Budget(0.01, 1e-5)), [(0.5, 5000)])
 
 
-@pytest.mark.parametrize("epsilon, delta, n, words", [
-    (0.0, 1e-5, 10_000, "positive"), (-1.0, 1e-5, 10_000, "positive"), (2.0, 0.0, 10_000, "between 0 and 1"),
-    (2.0, 1e-3, 10_000, "1 / number of rows"), (2.0, 1.5, 10_000, "between 0 and 1")])
-def test_invalid_budgets_are_refused(epsilon, delta, n, words) -> None:
+@pytest.mark.parametrize("epsilon, delta, words", [
+    (0.0, 1e-5, "positive"), (-1.0, 1e-5, "positive"), (2.0, 0.0, "between 0 and 1"), (2.0, 1.5, "between 0 and 1")])
+def test_invalid_budgets_are_refused(epsilon, delta, words) -> None:
     with pytest.raises(SynthError, match=words):
-        check_budget(epsilon, delta, n)
+        check_budget(epsilon, delta)
+
+
+def test_delta_is_checked_against_the_noisy_count_and_the_refusal_names_only_it() -> None:
+    check_delta(1e-5, 99_000.4, "rows")  # below 1/N: accepted
+    with pytest.raises(SynthError, match="1 / number of subjects") as refused:
+        check_delta(1e-3, 1234.6, "subjects")
+    assert "about 1,235, a noisy count" in refused.value.problem and "--delta 1e-05" in refused.value.fix
+
+
+def test_the_default_delta_is_a_constant() -> None:
+    """A default derived from the row count (0.1/N) would publish N: the default is data-independent."""
+    from spark_synth.dp import budget_for
+
+    assert budget_for(TrainConfig(data="x", model_dir="m", max_epsilon=2)).delta == DEFAULT_DELTA
+    assert budget_for(TrainConfig(data="x", model_dir="m", max_epsilon=2, delta=1e-7)).delta == 1e-7
 
 
 def test_config_refuses_invalid_privacy_settings() -> None:
@@ -208,7 +240,7 @@ def test_private_training_takes_the_planned_steps_and_reports_them() -> None:
     model = _flat_model()
     codes = torch.stack([torch.randint(0, c, (400,)) for c in model.config.cardinalities], 1)
     before_weights = [p.detach().clone() for p in model.parameters()]
-    plan = PrivateSteps(noise_multiplier=1.0, sample_rate=0.1, steps=25)
+    plan = PrivateSteps(noise_multiplier=1.0, sample_rate=0.1, steps=25, expected_batch=40.0)
     result, done = fit_private(model, FlatSamples(codes), TrainSettings(max_minutes=5, progress=False), plan, 1e-5)
     assert done.steps == 25 and result.stopped_by == "planned_steps" and result.best_val_loss is None
     assert result.history[-1]["training_epsilon_so_far"] == pytest.approx(epsilon_of([(1.0, 0.1, 25)], 1e-5))
@@ -223,10 +255,14 @@ def test_training_plan_spends_the_whole_budget_and_shares_the_time() -> None:
     budget = Budget(3.0, 1e-6)
     release = StatsRelease(budget, statistics_noise(budget), partitions=8, counts=1)
     codes = torch.stack([torch.randint(0, c, (2000,)) for c in (5, 9, 3, 12)], 1)
-    capped = PrivateModel(_flat_model(), FlatSamples(codes), minutes=0.5, max_epochs=2, batch_size=100)
-    rest = PrivateModel(_flat_model(), FlatSamples(codes), minutes=None, max_epochs=1000, batch_size=100)
+    # the planned (noisy) sample count sizes the rate, not the samples held: 2,000 held, 2,010 planned
+    capped = PrivateModel(_flat_model(), FlatSamples(codes), minutes=0.5, max_epochs=2, planned_samples=2010,
+                          batch_size=100)
+    rest = PrivateModel(_flat_model(), FlatSamples(codes), minutes=None, max_epochs=1000, planned_samples=2010,
+                        batch_size=100)
     plans = plan_training(release, [capped, rest], minutes=2.0)
-    assert plans[0].steps == 40 and plans[0].sample_rate == pytest.approx(0.05)  # 2 epochs of 20 steps
+    assert plans[0].steps == 40 and plans[0].sample_rate == pytest.approx(100 / 2010)  # 2 epochs of ~20 steps
+    assert plans[0].expected_batch == 100.0
     assert capped.minutes == 0.5 and 1.0 < rest.minutes < 2.0  # the second model gets what the first leaves
     assert plans[0].noise_multiplier == plans[1].noise_multiplier
     report = privacy_report(release, plans)
