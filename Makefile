@@ -1,4 +1,5 @@
-# Set-up, tests, demo and benchmarks. Everything lives in .venv; torch comes as the CPU build.
+# Set-up, tests, demo and benchmarks. Everything lives in .venv; torch is pinned (PyPI's Linux wheel bundles CUDA
+# libraries, ~4.7 GB in the venv, and runs on the CPU; pass TORCH_PIP_ARGS for a CPU-only wheel index).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 setup: $(BIN)/python
-	# the CPU build first: letting pip pick torch for the dependencies would pull a multi-GB CUDA build
+	# torch first, pinned: letting pip pick it for the dependencies could pull another version
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[test]"
 

@@ -58,7 +58,7 @@ def stage_profile(spark, source: str, work: str) -> dict[str, float]:
     source_df = read_table(spark, source)
     df, plans = normalize(source_df, plan_columns(source_df.schema, {}))
     lap("plan + text-date detection")
-    stats = analyze(df, plans, 0, source)
+    stats = analyze(df, plans, source)
     lap("analysis (protected statistics)")
     encode_to_shards(with_split(df, 0, 0.1), stats, os.path.join(work, "profile-shards"))
     lap("encode + write shards")

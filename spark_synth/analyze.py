@@ -41,7 +41,7 @@ def col(name: str):
     return F.col(quoted(name))
 
 
-def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str = "the input",
+def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the input",
             unit: str | None = None) -> dict[str, Any]:
     """Protected statistics (JSON-able) for every planned column, in table order.
 
@@ -51,7 +51,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], seed: int, source_name: str 
     The flags ``has_nulls``, fractional numbers (not ``integral``) and ``has_time`` likewise need k rows
     (subjects): fewer nulls are not modelled, fewer fractions are rounded, fewer times of day dropped.
 
-    Each column's k is secret (:func:`draw_k`): ``seed`` plays no part in it, and k is never returned.
+    Each column's k is secret (:func:`draw_k`): no seed plays a part in it, and k is never returned.
     """
     k = {p.name: draw_k() for p in plans}
     n_rows, overview = validated_overview(df, plans, source_name)

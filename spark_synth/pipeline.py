@@ -199,7 +199,7 @@ def _prepare(config: TrainConfig, spark: SparkSession, workspace: Workspace) -> 
             stats = private_statistics(df, plans, release.noise_std, release.threshold,
                                        release.noisy_count(n_rows, "rows"))
         else:
-            stats = analyze(df, plans, config.seed, source_name)
+            stats = analyze(df, plans, source_name)
         stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
         workspace.save_stats(stats)
     codec = TableCodec(stats)

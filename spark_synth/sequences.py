@@ -178,7 +178,7 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
                                            release.noisy_count(source.n_subjects, "subjects"))
         max_length, length_weights = _private_max_length(source, config, release)
     else:
-        subject_stats = analyze(subjects, subject_plans, config.seed, source.subject_name)
+        subject_stats = analyze(subjects, subject_plans, source.subject_name)
         max_length = _max_length(source, config)
     sequenced, event_plans, order_info = _sequenced_events(events, event_plans, config, max_length)
     if not saved:
@@ -187,7 +187,7 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
             event_stats = private_statistics(sequenced, event_plans, release.noise_std, release.threshold, None,
                                              unit=fk, noisy_units=subject_stats["n_rows"])
         else:
-            event_stats = analyze(sequenced, event_plans, config.seed + 1, source.event_name, unit=fk)
+            event_stats = analyze(sequenced, event_plans, source.event_name, unit=fk)
         event_stats["excluded"] = [c for c in source.events.columns
                                    if c not in {p.name for p in event_plans} | {fk, order}]
         workspace.save_stats({"subject_stats": subject_stats, "event_stats": event_stats, "max_length": max_length,

@@ -12,7 +12,7 @@ from opacus.accountants import RDPAccountant
 from test_bad_input import assert_rejected
 from test_logs import log_argv, write_log
 
-from spark_synth import cli
+from spark_synth import cli, dp
 from spark_synth.faults import KILL_ENV
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator
@@ -41,16 +41,27 @@ def _meta(model_dir: Path) -> dict:
     return json.loads((model_dir / "meta.json").read_text())
 
 
+NOISY_ROWS = 2987.0  # the released row count, the same in every run below (see same_noisy_count)
+
+
+def same_noisy_count(patch: pytest.MonkeyPatch) -> None:
+    """Every run releases the same noisy row count. DP-SGD is planned from it (sample rate, expected batch,
+    epoch cap), so runs with one noise draw must plan alike; with independent draws they would differ."""
+    patch.setattr(dp.StatsRelease, "noisy", lambda self, value: NOISY_ROWS)
+
+
 @pytest.fixture(scope="module")
 def dp_runs(train, tmp_path_factory) -> dict[str, dict]:
-    """The same DP training on one process and on 2 processes with each backend."""
+    """The same DP training (one noise draw for the count) on one process and on 2 processes with each backend."""
     runs = {}
-    for backend in ("local", "torch-distributor", "horovod"):
-        model_dir = tmp_path_factory.mktemp("dp") / backend
-        processes = "1" if backend == "local" else "2"
-        rc = train(model_dir, *DP_ARGS, "--backend", backend, "--num-processes", processes)
-        assert rc == 0
-        runs[backend] = _meta(model_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        same_noisy_count(patch)
+        for backend in ("local", "torch-distributor", "horovod"):
+            model_dir = tmp_path_factory.mktemp("dp") / backend
+            processes = "1" if backend == "local" else "2"
+            rc = train(model_dir, *DP_ARGS, "--backend", backend, "--num-processes", processes)
+            assert rc == 0
+            runs[backend] = _meta(model_dir)
     return runs
 
 
@@ -79,7 +90,8 @@ def test_two_process_dp_spends_what_one_process_spends(dp_runs: dict[str, dict],
     run = parallel["dp_sgd"][0]
     assert run["steps"] == int(2 / run["sample_rate"])  # the epoch cap bound the plan: all steps taken
     accountant = RDPAccountant()
-    accountant.history = [(parallel["statistics"]["noise_multiplier"], 1.0, 1),
+    text_dates = parallel["statistics"]["text_date_noise_multiplier"]  # census has text columns: tested for dates
+    accountant.history = [(parallel["statistics"]["noise_multiplier"], 1.0, 1), (text_dates, 1.0, 1),
                           (run["noise_multiplier"], run["sample_rate"], run["steps"])]
     assert parallel["epsilon"] == pytest.approx(accountant.get_epsilon(parallel["rdp_delta"]), rel=1e-6)
     assert parallel["epsilon"] <= 4.0
@@ -90,6 +102,7 @@ def test_a_killed_rank_resumes_from_its_checkpoint_with_the_same_epsilon(
         train, tmp_path, monkeypatch, dp_runs, capsys) -> None:
     model_dir, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
     args = [*DP_ARGS, "--backend", "torch-distributor", "--num-processes", "2", "--checkpoint-dir", str(checkpoints)]
+    same_noisy_count(monkeypatch)  # as in dp_runs, to compare the plans
     monkeypatch.setenv(KILL_ENV, "1:12")  # rank 1 dies at step 12, after the checkpoint of step ~10
     assert train(model_dir, *args) == 2
     assert "resume" in capsys.readouterr().err
@@ -117,8 +130,11 @@ def test_an_event_log_trains_on_two_ranks_holding_whole_subjects(baseball_sample
     meta = _meta(model_dir)
     ranks = meta["ranks"]
     assert len({r["digest"] for r in ranks}) == 1  # both models bit-identical on both ranks
-    assert all(r["train_rows"] > 0 for r in ranks)
-    assert sum(r["train_rows"] + r["validation_rows"] for r in ranks) == N_PLAYERS  # each subject on one rank
+    if extra:  # under DP a rank does not publish how many subjects it holds
+        assert not any("train_rows" in r or "validation_rows" in r for r in ranks)
+    else:
+        assert all(r["train_rows"] > 0 for r in ranks)
+        assert sum(r["train_rows"] + r["validation_rows"] for r in ranks) == N_PLAYERS  # each subject on one rank
     if extra:  # two DP-SGD phases under one noise, composed by the accountant within the budget
         privacy = meta["privacy"]
         assert len(privacy["dp_sgd"]) == 2 and privacy["epsilon"] <= 4.0

@@ -31,7 +31,7 @@ ROW = "__row"
 def prepared(df: DataFrame, settings: dict | None = None) -> tuple[DataFrame, dict]:
     """The normalized table with a row id, and its protected statistics (as training computes them)."""
     df, plans = normalize(df, plan_columns(df.schema, {k: ColumnSettings(**v) for k, v in (settings or {}).items()}))
-    stats = analyze(df, plans, seed=0)
+    stats = analyze(df, plans)
     return df.withColumn(ROW, F.monotonically_increasing_id()), stats
 
 
