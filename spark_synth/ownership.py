@@ -186,12 +186,12 @@ def staging_for(directory: str) -> str:
 
 
 def discard(staged: str) -> None:
-    """Remove a staging path from :func:`staging_for` (or a bare staging directory) and what holds it."""
+    """Remove a staging path from :func:`staging_for` and its holder; anything else is left alone (a path
+    this module did not create is never removed)."""
     holder = os.path.dirname(staged)
-    if os.path.basename(holder).startswith(".") and ".staged-" in os.path.basename(holder):
+    name = os.path.basename(holder)
+    if name.startswith(".") and ".staged-" in name:
         shutil.rmtree(holder, ignore_errors=True)
-    else:
-        shutil.rmtree(staged, ignore_errors=True)
 
 
 def replace_dir(new: str, directory: str, name: str = "--model-dir") -> None:

@@ -223,3 +223,9 @@ def test_closing_a_checkpoint_dir_removes_only_its_own_entries(tmp_path: Path) -
     workspace = Workspace(train_config(tmp_path, checkpoint_dir=str(checkpoints)))
     workspace.close(succeeded=True)
     assert not checkpoints.exists()  # emptied: the directory goes too
+
+
+def test_discard_removes_only_a_staging_holder(tmp_path: Path) -> None:
+    user = plant(tmp_path / "user", {"data.csv": "a,b\n1,2\n"})
+    ownership.discard(str(tmp_path / "user" / "data.csv"))  # not a path staging_for made: left alone
+    assert snapshot(tmp_path / "user") == user
