@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA_DIR, SCORE, default_qa_python
 
-from spark_synth.evaluate.accuracy import accuracy_summary
+from spark_synth.evaluation.accuracy import accuracy_summary
 from spark_synth.spark import get_spark
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from common import REPO, default_qa_python, machine, table, write_result
 
-from spark_synth.evaluate.coherence import coherence_summary
+from spark_synth.evaluation.coherence import coherence_summary
 from spark_synth.spark import get_spark
 
 DEFAULT_DATA = str(Path(REPO).parent / "shared" / "data" / "baseball")

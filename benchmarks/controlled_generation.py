@@ -39,9 +39,9 @@ def main() -> None:
 
     from spark_synth.config import TrainConfig
     from spark_synth.controls import Controls
-    from spark_synth.generate import generate_dataframe, generate_seeded_dataframe
     from spark_synth.generator import Generator
     from spark_synth.pipeline import train
+    from spark_synth.sample_job import generate_dataframe, generate_seeded_dataframe
     from spark_synth.spark import get_spark
 
     args = parse_args()

@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from spark_synth.config import EvaluateConfig, GenerateConfig, TrainConfig
-    from spark_synth.evaluate.stage import run_evaluation
+    from spark_synth.evaluation.stage import run_evaluation
     from spark_synth.pipeline import generate, train
     from spark_synth.spark import get_spark
 

@@ -61,7 +61,7 @@ def train_and_generate(spark, work: str, name: str, minutes: float) -> str:
 
 def ours(spark, settings: dict, report: str | None = None) -> tuple[dict, float]:
     from spark_synth.config import EvaluateConfig
-    from spark_synth.evaluate.stage import run_evaluation
+    from spark_synth.evaluation.stage import run_evaluation
 
     started = time.monotonic()
     outcome = run_evaluation(EvaluateConfig(**settings, mlflow=False, progress=False, report=report), spark)
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
-    from spark_synth.evaluate.membership import planted_leak
+    from spark_synth.evaluation.membership import planted_leak
     from spark_synth.spark import get_spark
 
     host = machine()

@@ -77,7 +77,7 @@ def breakdown(model_dir: str, rows: int) -> list[dict[str, Any]]:
     import spark_synth.model.argn as argn
     from spark_synth.generator import SUB_BATCH, Generator
 
-    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.generate._set_threads)
+    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.sample_job._set_threads)
     generator = Generator.load(model_dir)
     stages = {"lookup tables (once per worker)": 0.0, "model: network (embedding sums, matmuls)": 0.0,
               "model: drawing codes (softmax, inverse CDF)": 0.0, "decode": 0.0, "parquet write": 0.0}

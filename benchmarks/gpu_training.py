@@ -28,9 +28,9 @@ from spark_synth.encoding import TableCodec  # noqa: E402
 from spark_synth.encoding.packing import Field, layout, pack  # noqa: E402
 from spark_synth.model.argn import ModelConfig  # noqa: E402
 from spark_synth.privacy.budget import Budget, statistics_noise  # noqa: E402
-from spark_synth.train.data import SPLIT_COLUMN  # noqa: E402
-from spark_synth.train.loop import TrainSettings  # noqa: E402
-from spark_synth.train.rank import Phase, RankJob, run_rank  # noqa: E402
+from spark_synth.training.data import SPLIT_COLUMN  # noqa: E402
+from spark_synth.training.loop import TrainSettings  # noqa: E402
+from spark_synth.training.rank import Phase, RankJob, run_rank  # noqa: E402
 
 
 def encode(data: str, stats: dict, directory: str, shards: int = 4) -> list[Field]:

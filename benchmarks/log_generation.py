@@ -151,7 +151,7 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
         event_batches,
     )
 
-    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.generate._set_threads)
+    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.sample_job._set_threads)
     generator = LogGenerator.load(model_dir)
     seed, chunk_id, first = 0, 0, 0
     stages = dict.fromkeys(("lookup tables (once per worker)", "subject sampling", "subject decode",

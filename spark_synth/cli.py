@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from spark_synth.console import show_logs
 from spark_synth.errors import SynthError
 from spark_synth.secrets import redact
 
@@ -17,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a generator on a table and track it in MLflow")
     train.add_argument("--config", help="YAML file with the same settings (flags win)")
     train.add_argument("--data", help="Parquet/CSV/Delta path or a Spark table name")
-    train.add_argument("--subjects", help="event log: the subject table (path or table name)")
-    train.add_argument("--subject-key", dest="subject_key", help="event log: the subject table's key column")
+    train.add_argument("--subjects", help="event log: the subject table (path or table name); leave out to train "
+                       "on the events alone (the subjects are then their distinct --foreign-key values)")
+    train.add_argument("--subject-key", dest="subject_key",
+                       help="event log: the subject table's key column (default without --subjects: the foreign key)")
     train.add_argument("--events", help="event log: the event table (path or table name)")
     train.add_argument("--foreign-key", dest="foreign_key", help="event log: the events' column holding the subject key")
     train.add_argument("--order-by", dest="order_by", help="event log: the column that orders a subject's events")
@@ -31,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--max-epsilon", dest="max_epsilon", type=float,
                        help="train with differential privacy under this total epsilon (statistics + weights)")
-    train.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 0.1 / number of rows or subjects))")
+    train.add_argument("--delta", type=float, help="DP delta (default 1e-6, a constant: one derived from the data would publish it)")
     train.add_argument("--target", help="column to predict in the after-training utility test (TSTR vs TRTR)")
     train.add_argument("--report", help="also write the after-training evaluation report to this HTML file")
     train.add_argument("--register", help="register the generator in the MLflow registry under this name")
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--holdout", help="flat table: real rows the generator never saw")
     for side in ("synthetic", "training", "holdout"):
         for part in ("subjects", "events"):
-            evaluate.add_argument(f"--{side}-{part}", dest=f"{side}_{part}", help=f"event log: the {side} {part}")
+            evaluate.add_argument(f"--{side}-{part}", dest=f"{side}_{part}",
+                                  help=f"event log: the {side} {part}" + (" (leave out all three for events alone)"
+                                                                          if part == "subjects" else ""))
     evaluate.add_argument("--subject-key", dest="subject_key", help="event log: the subject table's key column")
     evaluate.add_argument("--foreign-key", dest="foreign_key", help="event log: the events' column with the subject key")
     evaluate.add_argument("--order-by", dest="order_by", help="event log: the column that orders a subject's events")
@@ -196,6 +201,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse and run; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     options = options_of(args)
+    show_logs()  # the library logs; a command shows its notes and warnings
     try:
         if args.command == "train":
             return _train(args.config, options)
@@ -228,7 +234,7 @@ def options_of(args: argparse.Namespace) -> dict:
 
 
 def _pipeline(config_path: str, options: dict) -> int:
-    from spark_synth.evaluate.after_training import format_headline
+    from spark_synth.evaluation.after_training import format_headline
     from spark_synth.workflow import load_workflow, run_workflow
 
     done = run_workflow(load_workflow(config_path, options.pop("settings") or (), **options))
@@ -283,8 +289,8 @@ def _impute(config_path: str | None, options: dict) -> int:
 
 def _evaluate(config_path: str | None, options: dict) -> int:
     from spark_synth.config import EvaluateConfig, load_config
-    from spark_synth.evaluate.after_training import format_headline
-    from spark_synth.evaluate.stage import run_evaluation
+    from spark_synth.evaluation.after_training import format_headline
+    from spark_synth.evaluation.stage import run_evaluation
 
     config = load_config(EvaluateConfig, config_path, **options)
     outcome = run_evaluation(config)

@@ -123,9 +123,12 @@ class TrainConfig(SessionSettings):
         if self.data is not None and any(v is not None for v in (*log_settings.values(), self.order_by)):
             raise ValueError("give either --data (a flat table) or --subjects/--events (an event log), not both")
         if self.data is None and all(v is None for v in log_settings.values()):
-            raise ValueError("no input: give --data PATH, or --subjects PATH --subject-key COL --events PATH "
-                             "--foreign-key COL (or the same settings in the config file)")
-        missing = [k for k, v in log_settings.items() if v is None]
+            raise ValueError("no input: give --data PATH, or --events PATH --foreign-key COL (with --subjects PATH "
+                             "--subject-key COL where subjects have attributes), or the same settings in the config "
+                             "file")
+        if self.data is None and self.subjects is None and self.subject_key is None:
+            self.subject_key = self.foreign_key  # the events alone: their subjects are the distinct keys
+        missing = [k for k in ("subject_key", "events", "foreign_key") if getattr(self, k) is None]
         if self.data is None and missing:
             raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
         return self
@@ -255,6 +258,10 @@ class EvaluateConfig(SessionSettings):
             if missing:
                 raise ValueError(f"missing {', '.join('--' + m for m in missing)} (or use the event-log form)")
         else:
+            subject_tables = [k for k in log if k.endswith("_subjects") and not (generated and k.startswith("synthetic_"))]
+            if all(log[k] is None for k in subject_tables):  # the events alone: subjects are their distinct keys
+                self.subject_key = self.subject_key or self.foreign_key
+                log = {k: v for k, v in log.items() if k not in subject_tables} | {"subject_key": self.subject_key}
             missing = [k for k, v in log.items() if v is None and not (generated and k.startswith("synthetic_"))]
             if missing:
                 raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")

@@ -29,10 +29,10 @@ from spark_synth.privacy.budget import (
     sgd_noise,
     statistics_noise,
 )
-from spark_synth.privacy.histograms import noise_std, selection_threshold
-from spark_synth.train.data import Samples
-from spark_synth.train.loop import Placement, TrainSettings
-from spark_synth.train.private import PrivateSteps, dp_batch_size, fit_private, planned_steps
+from spark_synth.privacy.histograms import noise_std, partitions_per_subject, selection_threshold
+from spark_synth.training.data import Samples
+from spark_synth.training.loop import Placement, TrainSettings
+from spark_synth.training.private import PrivateSteps, dp_batch_size, fit_private, planned_steps
 
 if TYPE_CHECKING:  # training ranks import this module: it stays free of Spark
     from spark_synth.config import TrainConfig
@@ -92,8 +92,6 @@ def training_samples(noisy_total: int, validation_fraction: float) -> int:
 def plan_statistics(budget: Budget, tables: list[list[ColumnPlan]], extra_partitions: int = 0,
                     counts: int = 1, text_date_columns: int = 0) -> StatsRelease:
     """The statistics release of ``tables``, after a text-date test of ``text_date_columns`` columns (if any)."""
-    from spark_synth.private_stats import partitions_per_subject
-
     partitions = sum(partitions_per_subject(plans) for plans in tables) + extra_partitions
     fixed = ((TEXT_DATE_NOISE, 1.0, 1),) if text_date_columns else ()
     return StatsRelease(budget, statistics_noise(budget, fixed), partitions, counts, fixed)

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import Field, layout
 from spark_synth.spark_codes import encoded_frame
-from spark_synth.train.data import BUCKET, SPLIT_COLUMN, SUBJECT_ID
+from spark_synth.training.data import BUCKET, SPLIT_COLUMN, SUBJECT_ID
 
 # Spark compiles a stage into one Java method; the encoding's many small expressions make it large, and the
 # JVM does not JIT-compile methods over 8000 bytes of bytecode: measured, such a stage ran 6x slower than

@@ -58,8 +58,8 @@ class Generator:
         """The generator as its four files' bytes: what is saved, logged to MLflow, or shipped to workers."""
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "flat", **self.model_config.to_dict()}
-        return {"stats.json": _json_bytes(self.stats), "model.json": _json_bytes(model),
-                "meta.json": _json_bytes(self.meta), "weights.safetensors": save(state)}
+        return {"stats.json": json_bytes(self.stats), "model.json": json_bytes(model),
+                "meta.json": json_bytes(self.meta), "weights.safetensors": save(state)}
 
     @classmethod
     def from_payload(cls, payload: dict[str, bytes], where: str = "generator") -> Generator:
@@ -365,7 +365,7 @@ def read_payload(directory: str, names: tuple[str, ...]) -> dict[str, bytes]:
     return payload
 
 
-def _json_bytes(payload: Any) -> bytes:
+def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, indent=1, default=_json_default).encode("utf-8")
 
 

@@ -31,7 +31,7 @@ from spark_synth.generator import (
     DEVICE_SUB_BATCH,
     SUB_BATCH,
     Generator,
-    _json_bytes,
+    json_bytes,
     read_payload,
     torch_generator,
     unreadable_files_refused,
@@ -80,9 +80,9 @@ class LogGenerator:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "log-events", **self.model_config.to_dict()}
         log = {"format_version": FORMAT_VERSION, "kind": "log", **self.sequence}
-        return {"log.json": _json_bytes(log), "meta.json": _json_bytes(self.meta),
+        return {"log.json": json_bytes(log), "meta.json": json_bytes(self.meta),
                 **{f"subjects/{name}": subject_files[name] for name in ("stats.json", "model.json", "weights.safetensors")},
-                "events/stats.json": _json_bytes(self.event_stats), "events/model.json": _json_bytes(model),
+                "events/stats.json": json_bytes(self.event_stats), "events/model.json": json_bytes(model),
                 "events/weights.safetensors": save(state)}
 
     @classmethod
@@ -359,7 +359,7 @@ def is_log_generator(directory: str) -> bool:
     return os.path.isfile(os.path.join(directory, "log.json"))
 
 
-def load_any(directory: str) -> Generator | LogGenerator:
+def load_directory(directory: str) -> Generator | LogGenerator:
     """A flat or an event-log generator, whichever the directory holds."""
     return LogGenerator.load(directory) if is_log_generator(directory) else Generator.load(directory)
 

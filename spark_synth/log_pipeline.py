@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -15,30 +16,34 @@ from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.distributed import launch, threads_per_process
 from spark_synth.encoding import TableCodec
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
-from spark_synth.generate import generate_log_dataframes
+from spark_synth.evaluation.after_training import evaluate_after_training, should_evaluate
 from spark_synth.generator import Generator
 from spark_synth.log_generator import LogGenerator, denormalized
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.pipeline import (
+from spark_synth.sample_job import generate_log_dataframes
+from spark_synth.schema import quoted
+from spark_synth.sequences import LogSource, PreparedLog, prepare_log, read_log
+from spark_synth.training.data import assign_buckets, split_counts
+from spark_synth.training.loop import TrainResult, TrainSettings, auto_batch_size
+from spark_synth.training.private import dp_batch_size
+from spark_synth.training.rank import Phase, RankJob
+from spark_synth.training_run import (
     PRIVATE_DROPOUT,
     SHARDS_PER_PROCESS,
     TrainOutcome,
-    _auto_hidden,
+    auto_hidden,
     check_target,
     start_training,
 )
-from spark_synth.schema import quoted
-from spark_synth.sequences import LogSource, PreparedLog, prepare_log, read_log
-from spark_synth.train.data import assign_buckets, split_counts
-from spark_synth.train.loop import TrainSettings, auto_batch_size
-from spark_synth.train.private import dp_batch_size
-from spark_synth.train.rank import Phase, RankJob
 from spark_synth.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 SUBJECT_TIME_SHARE = 0.3  # at most this share of the budget goes to the subject model (it usually stops early)
 PRIVATE_SUBJECT_EPOCHS = 15  # under DP: every epoch of the subject model costs budget the events need
+NOTHING_TO_LEARN = TrainResult(epochs=0, best_epoch=0, best_val_loss=None, train_loss=0.0, seconds=0.0,
+                               stopped_by="no subject attributes")
 
 
 def train_log(config: TrainConfig, spark: SparkSession) -> TrainOutcome:
@@ -63,9 +68,6 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
     prepared = prepare_log(config, source, workspace, SHARDS_PER_PROCESS * processes if processes > 1 else 1)
     shards = assign_buckets(workspace.encoded_subjects, workspace.encoded_events, processes)
     subject_codec, event_codec = TableCodec(prepared.subject_stats), TableCodec(prepared.event_stats)
-    if not subject_codec.sub_columns:
-        raise SynthError(f"the subject table {source.subject_name} has no column to model besides its key.",
-                         "Add subject attribute columns (the events are generated in their context).")
     n_train, n_val = split_counts([f for share in shards for f in share["subjects"]])
     n_events = sum(pq.ParquetFile(f).metadata.num_rows for share in shards for f in share["events"])
     if n_train == 0:
@@ -77,10 +79,10 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
     # the unit: models are sized by subjects (under DP, by their noisy count)
     n_subjects = prepared.subject_stats["n_rows"] if release else n_train + n_val
     subject_config = ModelConfig(cardinalities=subject_codec.cardinalities, column_slices=subject_codec.column_slices,
-                                 hidden=config.hidden or _auto_hidden(n_subjects if release else n_train),
+                                 hidden=config.hidden or auto_hidden(n_subjects if release else n_train),
                                  dropout=dropout)
     event_config = ModelConfig(cardinalities=event_codec.cardinalities, column_slices=event_codec.column_slices,
-                               hidden=config.hidden or _auto_hidden(n_subjects), dropout=dropout)
+                               hidden=config.hidden or auto_hidden(n_subjects), dropout=dropout)
     # under DP the state network has no dropout: exact per-sample norms then cost a second pass, not a loop
     sequence_config = SequenceModelConfig(subject_cardinalities=subject_codec.cardinalities, events=event_config,
                                           max_length=prepared.sequence["max_length"], dropout=0.0 if release else dropout)
@@ -95,21 +97,23 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
                       {"max_length": prepared.sequence["max_length"], "window": config.window})
         trained = launch(spark, job, processes, on_epoch=lambda name: _log_epoch(f"{name}_"))
         subject_model, sequence_model = FlatARGN(subject_config), SequenceARGN(sequence_config)
-        subject_model.load_state_dict(trained.states["subjects"])
+        if "subjects" in trained.states:  # a key-only subject table has no subject model to train
+            subject_model.load_state_dict(trained.states["subjects"])
         sequence_model.load_state_dict(trained.states["events"])
-        subject_result, event_result = trained.results["subjects"], trained.results["events"]
+        subject_result = trained.results.get("subjects", NOTHING_TO_LEARN)
+        event_result = trained.results["events"]
         privacy = None
         subject_model.forbid_codes(subject_codec.unreleased_codes())  # what the statistics did not publish
         sequence_model.events.forbid_codes(event_codec.unreleased_codes())  # is never generated
         if release:
-            privacy = dp.privacy_report(release, [trained.private_steps["subjects"], trained.private_steps["events"]])
+            privacy = dp.privacy_report(release, [trained.private_steps[p.name] for p in phases])
         meta = {"seed": config.seed, "mlflow_run_id": run.info.run_id, "backend": config.backend,
                 "num_processes": processes, "ranks": trained.ranks,
                 **{f"subjects_{k}": v for k, v in _result_meta(subject_result).items()},
                 **{f"events_{k}": v for k, v in _result_meta(event_result).items()}}
         if privacy:
             meta["privacy"] = privacy
-            print(dp.format_privacy(privacy))
+            logger.info(dp.format_privacy(privacy))
         else:
             meta["orphan_events"] = prepared.orphan_events
         subjects = Generator(prepared.subject_stats, subject_config, subject_model.state_dict())
@@ -123,11 +127,10 @@ def _train(config: TrainConfig, spark: SparkSession, source: LogSource, workspac
                        "events_samples_per_second": trained.samples_per_second["events"],
                        "max_sequence_length": float(prepared.sequence["max_length"])}
             if privacy:
-                metrics |= dp.privacy_metrics(privacy, ["subjects_", "events_"])
+                metrics |= dp.privacy_metrics(privacy, [f"{p.name}_" for p in phases])
             else:
-                metrics |= {"subjects_best_val_loss": subject_result.best_val_loss,
-                            "events_best_val_loss": event_result.best_val_loss,
-                            "orphan_events": float(prepared.orphan_events)}
+                metrics |= {f"{p.name}_best_val_loss": trained.results[p.name].best_val_loss for p in phases}
+                metrics["orphan_events"] = float(prepared.orphan_events)
             quality = _evaluate(spark, generator, prepared, config, trained.validation_rows, privacy)
             metrics["total_seconds"] = time.monotonic() - started
             tracking.log_metrics(metrics)
@@ -144,17 +147,19 @@ def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
     """The subject model, then the sequence model in the time left. Under DP both share one noise; the
     subject model gets few epochs with small batches (a flat table learns fast), so most of the budget goes
     to the event sequences."""
+    with_subjects = bool(subject_config.cardinalities)  # a key-only subject table: the events are the whole model
     if not prepared.release:
-        return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE, config.batch_size, config.max_epochs),
-                Phase("events", sequence_config.to_dict(), None,
-                      config.batch_size or subjects_per_batch(n_events, n_subjects), config.max_epochs)]
+        return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE, config.batch_size, config.max_epochs)
+                ][:with_subjects] + [Phase("events", sequence_config.to_dict(), None,
+                                           config.batch_size or subjects_per_batch(n_events, n_subjects),
+                                           config.max_epochs)]
     weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
     window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
     weights = weights[:window] + [sum(weights[window:])]
     planned = dp.training_samples(n_subjects, config.validation_fraction)  # n_subjects: the noisy count under DP
     return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
                   config.batch_size or max(64, dp_batch_size(planned, False) // 8),
-                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned),
+                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned)][:with_subjects] + [
             Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
                   planned_samples=planned)]
 
@@ -187,7 +192,8 @@ def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
             n_train: int, n_val: int, n_events: int) -> dict[str, Any]:
     params = config.model_dump(exclude={"data", "subjects", "events", "columns", *UNLOGGED_SETTINGS})
     params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
-               "subjects": config.subjects if isinstance(config.subjects, str) else "DataFrame",
+               "subjects": config.subjects if isinstance(config.subjects, str) else
+               "derived from the events" if config.subjects is None else "DataFrame",
                "events": config.events if isinstance(config.events, str) else "DataFrame",
                "subject_hidden": subject_config.hidden, "event_hidden": event_config.hidden,
                "max_sequence_length_protected": prepared.sequence["max_length"]}

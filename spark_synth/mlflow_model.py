@@ -24,9 +24,9 @@ from mlflow.pyfunc import PythonModel
 
 class GeneratorModel(PythonModel):
     def load_context(self, context) -> None:
-        from spark_synth.log_generator import load_any
+        from spark_synth.log_generator import load_directory
 
-        self.generator = load_any(context.artifacts["generator"])
+        self.generator = load_directory(context.artifacts["generator"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from spark_synth.generator import Generator

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,15 +22,7 @@ from spark_synth.encode import encode_to_shards, shard_layout
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import Field
 from spark_synth.errors import JobFailed, SynthError, spark_job_failure, synth_error_in_task
-from spark_synth.evaluate.after_training import evaluate_after_training, should_evaluate
-from spark_synth.evaluate.stage import check_report_path
-from spark_synth.generate import (
-    generate_dataframe,
-    generate_log_dataframes,
-    generate_seeded_dataframe,
-    generate_seeded_log_dataframes,
-    impute_dataframe,
-)
+from spark_synth.evaluation.after_training import evaluate_after_training, should_evaluate
 from spark_synth.generator import DEVICE_SUB_BATCH, Generator
 from spark_synth.io import (
     delete_output,
@@ -40,6 +33,7 @@ from spark_synth.io import (
     write_tables_together,
 )
 from spark_synth.log_generator import LogGenerator
+from spark_synth.log_pipeline import train_log
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.normalize import (
     normalize,
@@ -49,13 +43,30 @@ from spark_synth.normalize import (
 )
 from spark_synth.private_stats import private_statistics
 from spark_synth.resources import check_chunk_fits
+from spark_synth.sample_job import (
+    generate_dataframe,
+    generate_log_dataframes,
+    generate_seeded_dataframe,
+    generate_seeded_log_dataframes,
+    impute_dataframe,
+)
 from spark_synth.schema import plan_columns, quoted
 from spark_synth.spark import session_for
 from spark_synth.split import with_split
-from spark_synth.train.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
-from spark_synth.train.loop import TrainSettings
-from spark_synth.train.rank import Phase, RankJob
+from spark_synth.training.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
+from spark_synth.training.loop import TrainSettings
+from spark_synth.training.rank import Phase, RankJob
+from spark_synth.training_run import (
+    PRIVATE_DROPOUT,
+    SHARDS_PER_PROCESS,
+    TrainOutcome,
+    auto_hidden,
+    check_target,
+    start_training,
+)
 from spark_synth.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 FLAT_CHUNK = 100_000  # rows per chunk of a flat table
 LOG_CHUNK = 10_240  # subjects per chunk of an event log (~10 events each): whole sampler sub-batches
@@ -64,18 +75,6 @@ GPU_FLAT_CHUNK = 16 * DEVICE_SUB_BATCH
 GPU_LOG_CHUNK = DEVICE_SUB_BATCH
 DEFAULT_CHUNKS = {("rows", "cpu"): FLAT_CHUNK, ("subjects", "cpu"): LOG_CHUNK,
                   ("rows", "cuda"): GPU_FLAT_CHUNK, ("subjects", "cuda"): GPU_LOG_CHUNK}
-SHARDS_PER_PROCESS = 4  # encoded files per training process: ranks get near-equal rows from whole files
-PRIVATE_DROPOUT = 0.1  # DP noise already regularises; heavy dropout only slows learning under it
-
-
-@dataclass
-class TrainOutcome:
-    model_dir: str
-    run_id: str
-    model_uri: str
-    tracking_uri: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    quality: dict[str, Any] = field(default_factory=dict)
 
 
 def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
@@ -83,8 +82,6 @@ def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcom
     spark = spark or session_for(config)
     check_backend(spark, config.backend, config.num_processes, config.use_gpu)
     if config.is_log:
-        from spark_synth.log_pipeline import train_log
-
         return train_log(config, spark)
     started = time.monotonic()
     tracking_uri = start_training(config)
@@ -105,7 +102,7 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
     # under DP, sizes come from the noisy row count and every code the statistics released stays allowed
     n_rows = prepared.stats["n_rows"] if release else prepared.train_rows
     model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
-                               hidden=config.hidden or _auto_hidden(n_rows),
+                               hidden=config.hidden or auto_hidden(n_rows),
                                dropout=config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT))
     settings = TrainSettings(max_minutes=config.max_minutes, max_epochs=config.max_epochs,
                              batch_size=config.batch_size, learning_rate=config.learning_rate,
@@ -138,7 +135,7 @@ def _train_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace, 
                 "ranks": trained.ranks}
         if privacy:
             meta["privacy"] = privacy
-            print(dp.format_privacy(privacy))
+            logger.info(dp.format_privacy(privacy))
         generator = Generator(prepared.stats, model_config, model.state_dict(), meta)
         staged = ownership.staging_for(config.model_dir)  # beside the model dir, swapped in once tracked
         try:
@@ -386,42 +383,3 @@ def impute(config: ImputeConfig, spark: SparkSession | None = None) -> None:
     data = read_table(spark, config.data, config.data_format)
     df = impute_dataframe(spark, generator, data, config.columns, config.seed, controls)
     write_table(df, config.output, config.format, config.mode, config.partition_by)
-
-
-def start_training(config: TrainConfig) -> str:
-    """Checks that need no data (model dir, report path, MLflow experiment and name), before any work; the
-    tracking URI."""
-    _check_model_dir(config)
-    if config.report:
-        check_report_path(config.report)
-    tracking_uri = tracking.configure(config.tracking_uri, config.registry_uri)
-    tracking.check_experiment(config.experiment)
-    tracking.check_model_name(config.registered_model)
-    return tracking_uri
-
-
-def check_target(config: TrainConfig, columns: list[str], where: str) -> None:
-    """The utility test's target must be a modelled column: refused before training, not after it."""
-    if config.target is not None and config.target not in columns:
-        raise SynthError(f"--target {config.target!r} is not among {where} {columns}.",
-                         "Pass one of them (for an event log: a subject column), or leave --target out.")
-
-
-def _check_model_dir(config: TrainConfig) -> None:
-    """The model dir is replaced whole on success and the checkpoint dir removed: refuse either being the other,
-    an input or inside one another, a work dir inside any of them, and a model dir holding anything but a
-    previous generator (see spark_synth.ownership)."""
-    inputs = [(f"the input --{name}", value) for name in ("data", "subjects", "events")
-              if config.format != "table" and not ownership.maybe_table_name(value := getattr(config, name))]
-    written = [("--model-dir", config.model_dir), ("--checkpoint-dir", config.checkpoint_dir)]
-    ownership.check_apart(written, inputs, "Choose a --model-dir and a --checkpoint-dir apart from each other and "
-                                           "from the input data (neither the same place nor one inside another).")
-    if config.checkpoint_dir is None:  # only then is a fresh directory made (and removed) inside the work dir
-        ownership.check_not_within("work_dir", config.work_dir, [*written, *inputs],
-                                   "Choose a work_dir outside the --model-dir and the input data.")
-    ownership.check_replaceable(config.model_dir)
-
-
-def _auto_hidden(n_rows: int) -> int:
-    """Model width sized to the data: small tables get small models (less to memorize)."""
-    return 64 if n_rows < 2_000 else 128 if n_rows < 20_000 else 256

@@ -14,6 +14,7 @@ identifiers, integral numbers, times of day) are made from the schema or from re
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -25,24 +26,10 @@ from spark_synth.analyze import MAX_CATEGORIES, MAX_DISCRETE, N_QUANTILES, col, 
 from spark_synth.encoding.numeric import MAX_DIGITS
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.privacy import histograms as H
+from spark_synth.privacy.histograms import BINNED, EXACT, histograms_of
 from spark_synth.schema import ColumnPlan
 
-EXACT, BINNED = 0, 1  # histogram families
-
-
-def histograms_of(plan: ColumnPlan) -> tuple[int, ...]:
-    """The histograms a column is summarised by (each costs one unit of squared L2 sensitivity)."""
-    if plan.encoding == "key":
-        return ()
-    if plan.kind == "datetime":
-        return (BINNED,)
-    if plan.kind == "categorical" or plan.encoding == "categorical":
-        return (EXACT,)
-    return (EXACT, BINNED)
-
-
-def partitions_per_subject(plans: list[ColumnPlan]) -> int:
-    return sum(len(histograms_of(p)) for p in plans)
+logger = logging.getLogger(__name__)
 
 
 def private_statistics(df: DataFrame, plans: list[ColumnPlan], noise_std: float, threshold: float,
@@ -75,6 +62,8 @@ def released_partitions(df: DataFrame, plans: list[ColumnPlan], noise_std: float
                         unit: str | None = None) -> list[dict[str, dict]]:
     """Per column: {"exact": {value: noisy count}, "bins": {bin code: noisy count}, "null": noisy count or None}."""
     out: list[dict[str, Any]] = [{"exact": {}, "bins": {}, "null": None} for _ in plans]
+    if not any(histograms_of(p) for p in plans):  # e.g. a subject table of keys only: nothing to release
+        return out
     for row in noisy_counts(df, plans, noise_std, unit).where(F.col("noisy") >= threshold).collect():
         entry = out[row["i"]]
         if row["isnull"]:
@@ -149,7 +138,7 @@ def _column_stats(p: ColumnPlan, released: dict[str, Any]) -> dict[str, Any]:
         return {"encoding": "categorical", "has_nulls": has_nulls, "values": typed_values(values, p), "has_rare": True}
     span = H.bounds(bins, exact if p.kind == "numeric" else None)
     if span is None:  # nothing is held by enough rows to publish even a range: generated as null
-        print(f"warning: column '{p.name}': no value range is held by enough rows for DP statistics at this "
+        logger.warning(f"column '{p.name}': no value range is held by enough rows for DP statistics at this "
               "epsilon; it will be generated as nulls.")
         return {"encoding": "categorical", "has_nulls": True, "values": [], "has_rare": True}
     lo, hi = span

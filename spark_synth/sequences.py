@@ -7,6 +7,7 @@ statistics (distinct subjects), and the protected maximum sequence length.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -27,12 +28,14 @@ from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
 from spark_synth.io import read_table
 from spark_synth.normalize import normalize, private_text_date_formats, text_date_candidates
-from spark_synth.privacy.histograms import bounds
-from spark_synth.private_stats import histograms_of, private_statistics, released_partitions
+from spark_synth.privacy.histograms import bounds, histograms_of
+from spark_synth.private_stats import private_statistics, released_partitions
 from spark_synth.schema import ColumnPlan, plan_columns, quoted
 from spark_synth.split import BUCKETS
-from spark_synth.train.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
+from spark_synth.training.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
 from spark_synth.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 KEY_TYPES = ("string", "tinyint", "smallint", "int", "bigint")
 LENGTH_PLAN = ColumnPlan("__length", "bigint", "numeric", "auto")  # a subject's number of events, under DP
@@ -70,13 +73,17 @@ class PreparedLog:
 
 def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
     """Read both tables and refuse a broken link: missing columns, bad keys, null order values, no events."""
-    subject_name = config.subjects if isinstance(config.subjects, str) else "the subject DataFrame"
     event_name = config.events if isinstance(config.events, str) else "the event DataFrame"
-    subjects = read_table(spark, config.subjects, config.format)
     events = read_table(spark, config.events, config.format)
     key, fk, order = config.subject_key, config.foreign_key, config.order_by
-    _require_column(subjects, key, subject_name, "--subject-key")
     _require_column(events, fk, event_name, "--foreign-key")
+    if config.subjects is None:
+        subject_name = f"the subjects of {event_name} (its distinct '{fk}' values)"
+        subjects = derived_subjects(events, fk, key)
+    else:
+        subject_name = config.subjects if isinstance(config.subjects, str) else "the subject DataFrame"
+        subjects = read_table(spark, config.subjects, config.format)
+    _require_column(subjects, key, subject_name, "--subject-key")
     if order is not None:
         _require_column(events, order, event_name, "--order-by")
         if order == fk:
@@ -115,15 +122,20 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
     linked = events.join(key_values, col(fk).cast("string") == F.col("__key"), "left_semi")
     orphans = int(event_checks["n"]) - linked.count()
     if config.private:  # under DP even whether there are any is data: the same note either way
-        print(f"note: events in {event_name} that reference no subject in {subject_name}, if any, are excluded from "
+        logger.info(f"note: events in {event_name} that reference no subject in {subject_name}, if any, are excluded from "
               "training (whether there are any, and how many, is withheld under differential privacy).")
     elif orphans:
-        print(f"warning: {orphans} event(s) in {event_name} reference no subject in {subject_name}; "
+        logger.warning(f"{orphans} event(s) in {event_name} reference no subject in {subject_name}; "
               "they are excluded from training.")
     if orphans == event_checks["n"]:
         raise SynthError(f"no event in {event_name} references a subject of {subject_name} "
                          f"('{fk}' never matches '{key}').", "Check --subject-key and --foreign-key.")
     return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]))
+
+
+def derived_subjects(events: DataFrame, foreign_key: str, key: str) -> DataFrame:
+    """The subject table of events given alone: one row per distinct non-null key, the key its only column."""
+    return events.select(col(foreign_key).alias(key)).where(col(key).isNotNull()).distinct()
 
 
 def _count(n: int, private: bool) -> str:

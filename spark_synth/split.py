@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_synth.schema import quoted
-from spark_synth.train.data import SPLIT_COLUMN
+from spark_synth.training.data import SPLIT_COLUMN
 
 BUCKETS = 10_000
 

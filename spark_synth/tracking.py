@@ -191,10 +191,10 @@ def promote(model_uri: str, alias: str, tracking_uri: str | None = None, registr
 def load_generator(model: str, tracking_uri: str | None = None) -> Generator | LogGenerator:
     """A flat or event-log generator from a directory, or from a ``models:/...`` / ``runs:/...`` URI
     (downloaded, then removed)."""
-    from spark_synth.log_generator import load_any
+    from spark_synth.log_generator import load_directory
 
     if not model.startswith(("models:/", "runs:/")):
-        return load_any(model)
+        return load_directory(model)
     import mlflow
 
     configure(tracking_uri)
@@ -207,7 +207,7 @@ def load_generator(model: str, tracking_uri: str | None = None) -> Generator | L
                              "Check the model name/version and MLFLOW_TRACKING_URI (or --tracking-uri).") from exc
         for root, _dirs, files in os.walk(local):  # top-down: a log generator's root before its parts
             if "log.json" in files or ("stats.json" in files and "weights.safetensors" in files):
-                return load_any(root)
+                return load_directory(root)
         raise SynthError(f"{model} holds no spark-synth generator files.", "Pass a model logged by `spark-synth train`.")
     finally:
         shutil.rmtree(target, ignore_errors=True)

@@ -78,7 +78,7 @@ def load_workflow(path: str, settings: list[tuple[str, Any]] = (), **overrides: 
 
 def run_workflow(workflow: Workflow) -> dict[str, Any]:
     """Run the steps in order; returns what each produced (model URI, headline figures, rows written)."""
-    from spark_synth.evaluate.stage import run_evaluation
+    from spark_synth.evaluation.stage import run_evaluation
     from spark_synth.pipeline import generate, train
     from spark_synth.spark import session_for
 

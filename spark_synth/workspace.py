@@ -11,15 +11,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from typing import Any
 
 from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.errors import SynthError
+
+logger = logging.getLogger(__name__)
 
 STATS_FILE = "prepared.json"
 RANKS_PREFIX = "ranks-"  # one directory per attempt's rank reports
@@ -42,6 +44,8 @@ class Workspace:
             _check_checkpoint_dir(self.root)
             os.makedirs(self.root, exist_ok=True)
         else:
+            if config.work_dir:  # a work dir not there yet is made (only its spark-synth-* entry is removed after)
+                os.makedirs(config.work_dir, exist_ok=True)
             self.root = tempfile.mkdtemp(prefix="spark-synth-", dir=config.work_dir)
         self.encoded = os.path.join(self.root, "encoded")
         self.checkpoints = os.path.join(self.root, "checkpoint") if self.resumable else None
@@ -104,8 +108,7 @@ class Workspace:
         if succeeded or not self.resumable or not os.path.isfile(os.path.join(self.root, STATS_FILE)):
             self.remove()  # nothing to resume before the statistics exist
         else:
-            print(f"training stopped; rerun the same command to resume from the checkpoint in {self.root}",
-                  file=sys.stderr)
+            logger.warning(f"training stopped; rerun the same command to resume from the checkpoint in {self.root}")
 
 
 def fingerprint(config: TrainConfig) -> str:

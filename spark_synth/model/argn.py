@@ -56,7 +56,7 @@ class FlatARGN(nn.Module):
         self.register_buffer("dim_owner", torch.repeat_interleave(torch.arange(self.n_sub), torch.tensor(dims, dtype=torch.long)))
         self.embed_offsets = offsets.tolist()
         width = int(offsets[-1]) + self.n_sub  # embeddings + one "is known" bit per sub-column
-        self.w1 = nn.Parameter(torch.randn(self.n_sub, width, config.hidden) * width**-0.5)
+        self.w1 = nn.Parameter(torch.randn(self.n_sub, width, config.hidden) * max(width, 1)**-0.5)
         self.b1 = nn.Parameter(torch.zeros(self.n_sub, config.hidden))
         # a per-row context (subject + history state) enters every head's first layer: one GEMM for all heads
         self.wc = (nn.Parameter(torch.randn(config.context_dim, self.n_sub * config.hidden) * config.context_dim**-0.5)
@@ -64,7 +64,7 @@ class FlatARGN(nn.Module):
         self.norm = nn.LayerNorm(config.hidden)
         self.dropout = nn.Dropout(config.dropout)
         # all output layers as one padded batch: one matmul and one softmax for every head
-        width_out = max(cards)
+        width_out = max(cards, default=1)  # no sub-column: a key-only subject table, nothing to draw
         self.w2 = nn.Parameter(torch.randn(self.n_sub, config.hidden, width_out) * config.hidden**-0.5)
         self.b2 = nn.Parameter(torch.zeros(self.n_sub, width_out))
         # -inf for padding and for codes held by fewer than k rows: generation never draws them (saved)
@@ -96,7 +96,7 @@ class FlatARGN(nn.Module):
         """Summed cross-entropy per row, shape (B,), for codes (B, S) under precedence ``before``.
 
         ``trace``, when given, receives the intermediate tensors that per-sample gradient norms need
-        (:mod:`spark_synth.train.clipping`).
+        (:mod:`spark_synth.training.clipping`).
         """
         inputs = x = self._inputs(codes)
         # masking the weights, not the inputs: every head's first layer is then one GEMM for all heads
@@ -180,6 +180,8 @@ class FlatARGN(nn.Module):
         for i, emb in enumerate(self.embeddings):
             lo, hi = self.embed_offsets[i], self.embed_offsets[i + 1]
             parts.append(torch.einsum("cd,kdh->kch", emb.weight, self.w1[:, lo:hi, :]) + self.w1[:, base + i, :].unsqueeze(1))
+        if not parts:  # no sub-column (a key-only subject table)
+            return self.w1.new_zeros(0, 0, self.config.hidden)
         return torch.cat(parts, dim=1).contiguous()
 
     @torch.no_grad()

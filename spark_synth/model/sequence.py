@@ -75,7 +75,8 @@ class SequenceARGN(nn.Module):
     # ---- pieces shared by training and generation -------------------------------------
     def subject_context(self, subject_codes: torch.Tensor) -> torch.Tensor:
         parts = [emb(subject_codes[:, i]) for i, emb in enumerate(self.subject_embeddings)]
-        parts.append(torch.ones(subject_codes.shape[0], 1, device=subject_codes.device))
+        # from the codes, not from their shape: under vmap (per-sample DP gradients) it is then batched too
+        parts.append(torch.ones_like(subject_codes.sum(dim=1, keepdim=True), dtype=torch.float))
         return self.context(torch.cat(parts, dim=1))
 
     def embed_events(self, codes: torch.Tensor) -> torch.Tensor:

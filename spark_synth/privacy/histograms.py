@@ -13,6 +13,11 @@ so they cover any magnitude without knowing the data. Dates use days from ``DATE
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a plan is read, never built here: this module stays free of Spark
+    from spark_synth.schema import ColumnPlan
+
 import math
 from statistics import NormalDist
 
@@ -117,3 +122,21 @@ def days_to_micros(days: float) -> int:
 def noise_std(noise_multiplier: float, l2_sensitivity_squared: int) -> float:
     """Std of the Gaussian noise on every partition: multiplier times the L2 sensitivity of all histograms."""
     return noise_multiplier * math.sqrt(l2_sensitivity_squared)
+
+
+EXACT, BINNED = 0, 1  # histogram families
+
+
+def histograms_of(plan: ColumnPlan) -> tuple[int, ...]:
+    """The histograms a column is summarised by (each costs one unit of squared L2 sensitivity)."""
+    if plan.encoding == "key":
+        return ()
+    if plan.kind == "datetime":
+        return (BINNED,)
+    if plan.kind == "categorical" or plan.encoding == "categorical":
+        return (EXACT,)
+    return (EXACT, BINNED)
+
+
+def partitions_per_subject(plans: list[ColumnPlan]) -> int:
+    return sum(len(histograms_of(p)) for p in plans)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_synth.evaluate.accuracy import accuracy_summary, format_summary
+from spark_synth.evaluation.accuracy import accuracy_summary, format_summary
 
 CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
 

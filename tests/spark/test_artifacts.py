@@ -18,7 +18,7 @@ import pytest
 from spark_synth import cli
 from spark_synth.errors import SynthError
 from spark_synth.generator import Generator
-from spark_synth.train.checkpoint import Checkpointer
+from spark_synth.training.checkpoint import Checkpointer
 
 
 class Payload:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_synth.evaluate.coherence import coherence_summary, format_coherence
+from spark_synth.evaluation.coherence import coherence_summary, format_coherence
 
 BASEBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "baseball"  # ../shared beside the repo
 
@@ -137,8 +137,8 @@ def test_subject_keys_count_empty_subjects(spark):
 
 
 def test_bin_code_matches_accuracy_bins(spark):
-    from spark_synth.evaluate.accuracy import _bin_expr, _col, _fit_bins
-    from spark_synth.evaluate.coherence import _bin_code
+    from spark_synth.evaluation.accuracy import _bin_expr, column_ref, fit_bins
+    from spark_synth.evaluation.coherence import _bin_code
 
     rng = np.random.default_rng(3)
     n = 600
@@ -153,10 +153,10 @@ def test_bin_code_matches_accuracy_bins(spark):
     )
     pdf.loc[::13, "num"] = np.nan
     df = spark.createDataFrame(pdf)
-    specs = _fit_bins(df, list(pdf.columns), 30, 30)
+    specs = fit_bins(df, list(pdf.columns), 30, 30)
     codes = df.select(
-        *[_bin_expr(_col(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
-        *[_bin_code(_col(s.name), s).alias(f"c{i}") for i, s in enumerate(specs)],
+        *[_bin_expr(column_ref(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
+        *[_bin_code(column_ref(s.name), s).alias(f"c{i}") for i, s in enumerate(specs)],
     ).toPandas()
     for i, spec in enumerate(specs):
         assert (codes[f"e{i}"] == codes[f"c{i}"]).all(), spec.name

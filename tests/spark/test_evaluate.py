@@ -12,9 +12,9 @@ import pytest
 
 from spark_synth import cli
 from spark_synth.config import EvaluateConfig
-from spark_synth.evaluate.matches import identical_shares
-from spark_synth.evaluate.membership import planted_leak
-from spark_synth.evaluate.stage import run_evaluation
+from spark_synth.evaluation.matches import identical_shares
+from spark_synth.evaluation.membership import planted_leak
+from spark_synth.evaluation.stage import run_evaluation
 
 HOLDOUT = Path(__file__).resolve().parents[3] / "shared" / "data" / "census" / "census_holdout.parquet"
 

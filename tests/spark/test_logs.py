@@ -98,7 +98,7 @@ def test_sequence_lengths_stay_within_the_protected_maximum(generated, trained_l
 
 
 def test_generation_is_independent_of_partitions_and_matches_local_sampling(spark, trained_log) -> None:
-    from spark_synth.generate import generate_log_dataframes
+    from spark_synth.sample_job import generate_log_dataframes
 
     generator = LogGenerator.load(str(trained_log.model_dir))
     frames = []

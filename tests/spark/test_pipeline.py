@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 
 from spark_synth import cli
 from spark_synth.config import GenerateConfig, TrainConfig
-from spark_synth.generate import spark_schema
 from spark_synth.generator import FILES, Generator
 from spark_synth.pipeline import generate, train
+from spark_synth.sample_job import spark_schema
 
 TRAINING_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",

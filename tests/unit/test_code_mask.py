@@ -7,9 +7,9 @@ import torch
 from spark_synth.encoding.protect import K_MAX, K_MIN
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.train.data import FlatSamples, SequenceSamples, event_rows
-from spark_synth.train.loop import TrainSettings, fit
-from spark_synth.train.rank import _seen_rows
+from spark_synth.training.data import FlatSamples, SequenceSamples, event_rows
+from spark_synth.training.loop import TrainSettings, fit
+from spark_synth.training.rank import _seen_rows
 
 
 def digits_model() -> FlatARGN:

@@ -12,8 +12,8 @@ import torch
 import torch.multiprocessing as mp
 
 from spark_synth.model.argn import FlatARGN, ModelConfig
-from spark_synth.train.clipping import clipped_gradient_sum
-from spark_synth.train.collective import Collective, HorovodCollective, TorchCollective
+from spark_synth.training.clipping import clipped_gradient_sum
+from spark_synth.training.collective import Collective, HorovodCollective, TorchCollective
 
 BATCH = 64
 CARDS = [3, 5, 7, 2]

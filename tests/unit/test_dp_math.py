@@ -25,15 +25,15 @@ from spark_synth.privacy.budget import (
     sgd_noise,
     statistics_noise,
 )
-from spark_synth.train.clipping import (
+from spark_synth.training.clipping import (
     _vmap_clipped_sum,
     clipped_gradient_sum,
     flat_per_sample_norms,
     sequence_per_sample_norms,
 )
-from spark_synth.train.data import FlatSamples, SequenceSamples
-from spark_synth.train.loop import TrainSettings
-from spark_synth.train.private import PrivateSteps, fit_private
+from spark_synth.training.data import FlatSamples, SequenceSamples
+from spark_synth.training.loop import TrainSettings
+from spark_synth.training.private import PrivateSteps, fit_private
 
 
 # ---------------------------------------------------------------------------------------------- accounting
@@ -184,12 +184,16 @@ def test_flat_clipped_sum_is_the_sum_of_clipped_per_sample_gradients() -> None:
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6)
 
 
-def _sequence_model_and_batch():
+SUBJECT_SHAPES = pytest.mark.parametrize("subject_cards", [(4, 3), ()], ids=["attributes", "key-only"])
+
+
+def _sequence_model_and_batch(subject_cards: tuple[int, ...] = (4, 3)):
     torch.manual_seed(1)
     events = ModelConfig(cardinalities=[6, 4, 5], column_slices=[(0, 1), (1, 2), (2, 3)], hidden=16, dropout=0.0)
-    model = SequenceARGN(SequenceModelConfig(subject_cardinalities=[4, 3], events=events, max_length=5, history=8,
-                                             state=8, dropout=0.0))
-    subjects = torch.stack([torch.randint(0, c, (6,)) for c in (4, 3)], 1)
+    model = SequenceARGN(SequenceModelConfig(subject_cardinalities=list(subject_cards), events=events, max_length=5,
+                                             history=8, state=8, dropout=0.0))
+    subjects = torch.stack([torch.randint(0, c, (6,)) for c in subject_cards], 1) if subject_cards else \
+        torch.zeros(6, 0, dtype=torch.long)  # a key-only subject table: no subject codes
     codes = torch.stack([torch.randint(0, c, (6, 5)) for c in (6, 4, 5)], 2).to(torch.int16)
     lengths = torch.tensor([1, 5, 3, 0, 2, 4])
     samples = SequenceSamples(subjects, codes, lengths, window=5)
@@ -203,8 +207,9 @@ def test_dense_sequence_loss_equals_the_sparse_one() -> None:
     torch.testing.assert_close(model(*batch, before, dense=True), model(*batch, before))
 
 
-def test_sequence_ghost_norms_equal_per_sample_autograd_norms() -> None:
-    model, batch = _sequence_model_and_batch()
+@SUBJECT_SHAPES
+def test_sequence_ghost_norms_equal_per_sample_autograd_norms(subject_cards) -> None:
+    model, batch = _sequence_model_and_batch(subject_cards)
     before = model.events.precedence(model.events.sub_order([0, 2, 1]))
     model.train()  # dropout is 0 in this model, as the pipeline sets it under DP
     norms, _ = sequence_per_sample_norms(model, batch, before)
@@ -216,9 +221,10 @@ def test_sequence_ghost_norms_equal_per_sample_autograd_norms() -> None:
     torch.testing.assert_close(norms, torch.stack(expected), rtol=1e-4, atol=1e-5)
 
 
+@SUBJECT_SHAPES
 @pytest.mark.parametrize("clip", [clipped_gradient_sum, _vmap_clipped_sum], ids=["ghost", "vmap"])
-def test_sequence_clipped_sum_is_the_sum_of_clipped_per_sample_gradients(clip) -> None:
-    model, batch = _sequence_model_and_batch()
+def test_sequence_clipped_sum_is_the_sum_of_clipped_per_sample_gradients(clip, subject_cards) -> None:
+    model, batch = _sequence_model_and_batch(subject_cards)
     before = model.events.precedence(model.events.sub_order([0, 1, 2]))
     model.train()  # dropout is 0: per-sample gradients are deterministic
     expected = {k: torch.zeros_like(p) for k, p in model.named_parameters()}

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from spark_synth.evaluate.accuracy import cramers_v, expected_accuracy
-from spark_synth.evaluate.distances import RecordEncoder, dcr_share, distance_summary, nndr
-from spark_synth.evaluate.membership import auc_with_interval, membership_audit
-from spark_synth.evaluate.utility import tstr
+from spark_synth.evaluation.accuracy import cramers_v, expected_accuracy
+from spark_synth.evaluation.distances import RecordEncoder, dcr_share, distance_summary, nndr
+from spark_synth.evaluation.membership import auc_with_interval, membership_audit
+from spark_synth.evaluation.utility import tstr
 
 
 def test_auc_matches_sklearn_with_ties() -> None:
@@ -116,14 +116,14 @@ def test_tstr_equals_trtr_on_the_training_rows_and_ranks_the_signal_first() -> N
 
 
 def test_report_escapes_names_from_the_data() -> None:
-    from spark_synth.evaluate.report import _table
+    from spark_synth.evaluation.report import _table
 
     html = _table(["column", "accuracy"], [["<script>alert(1)</script>", 0.5]])
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
 def test_planted_leak_changes_about_the_asked_share_of_values() -> None:
-    from spark_synth.evaluate.membership import planted_leak
+    from spark_synth.evaluation.membership import planted_leak
 
     frame = pd.DataFrame({"x": np.arange(5_000), "y": np.arange(5_000) * 2})
     leaky = planted_leak(frame, 0.1, seed=0)

@@ -6,8 +6,8 @@ import torch
 
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sampling import draw, pick
-from spark_synth.train.data import FlatSamples
-from spark_synth.train.loop import TrainSettings, fit
+from spark_synth.training.data import FlatSamples
+from spark_synth.training.loop import TrainSettings, fit
 
 
 def small_model(**kwargs) -> FlatARGN:

@@ -11,8 +11,8 @@ import torch
 from spark_synth.encoding.order import gap_type, restore, split
 from spark_synth.model.argn import ModelConfig
 from spark_synth.model.sequence import EventPrefix, SequenceARGN, SequenceModelConfig
-from spark_synth.train.data import SequenceSamples
-from spark_synth.train.loop import TrainSettings, fit
+from spark_synth.training.data import SequenceSamples
+from spark_synth.training.loop import TrainSettings, fit
 
 
 def test_gap_types_follow_the_order_column():

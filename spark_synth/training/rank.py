@@ -25,9 +25,9 @@ from spark_synth.encoding.packing import Field
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.train.checkpoint import Checkpointer
-from spark_synth.train.collective import Collective, HorovodCollective, TorchCollective
-from spark_synth.train.data import (
+from spark_synth.training.checkpoint import Checkpointer
+from spark_synth.training.collective import Collective, HorovodCollective, TorchCollective
+from spark_synth.training.data import (
     FlatSamples,
     Samples,
     SequenceSamples,
@@ -35,8 +35,8 @@ from spark_synth.train.data import (
     load_codes,
     load_sequences,
 )
-from spark_synth.train.loop import Placement, TrainResult, TrainSettings, fit
-from spark_synth.train.private import PrivateSteps
+from spark_synth.training.loop import Placement, TrainResult, TrainSettings, fit
+from spark_synth.training.private import PrivateSteps
 
 RESULT_FILE = "result.json"
 MIN_PHASE_MINUTES = 0.1

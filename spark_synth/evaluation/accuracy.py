@@ -48,7 +48,7 @@ _TEMPORAL = (T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
 @dataclass
-class _ColumnBins:
+class ColumnBins:
     """How one column is binned: quantile edges (numeric, temporal) or kept categories (the rest)."""
 
     name: str
@@ -58,12 +58,12 @@ class _ColumnBins:
     categories: list[str] = field(default_factory=list)
 
 
-def _col(name: str) -> Column:
+def column_ref(name: str) -> Column:
     """A top-level column by name, safe for names with dots or spaces."""
     return F.col(quoted(name))
 
 
-def _kind(data_type: T.DataType) -> str:
+def column_kind(data_type: T.DataType) -> str:
     if isinstance(data_type, T.BooleanType):
         return "categorical"
     if isinstance(data_type, _NUMERIC):
@@ -73,19 +73,19 @@ def _kind(data_type: T.DataType) -> str:
     return "categorical"
 
 
-def _aligned(df: DataFrame, name: str, data_type: T.DataType) -> Column:
+def aligned(df: DataFrame, name: str, data_type: T.DataType) -> Column:
     """The column as the real side's type, so that one bin expression serves both sides.
 
     A synthetic column of another type is converted the forgiving way (unparseable values become nulls),
     as mostlyai-qa coerces synthetic data to the training dtypes.
     """
     if df.schema[name].dataType == data_type:
-        return _col(name)
+        return column_ref(name)
     quoted = "`" + name.replace("`", "``") + "`"
     return F.expr(f"try_cast({quoted} AS {data_type.simpleString()})")
 
 
-def _as_number(column: Column, bins: _ColumnBins) -> Column:
+def as_number(column: Column, bins: ColumnBins) -> Column:
     """Numeric value to bin on: doubles for numbers (NaN as null), epoch microseconds for dates and times."""
     if bins.kind == "temporal":
         as_ts = column if isinstance(bins.data_type, T.TimestampType) else column.cast("timestamp")
@@ -94,20 +94,20 @@ def _as_number(column: Column, bins: _ColumnBins) -> Column:
     return F.when(~F.isnan(value), value)
 
 
-def _as_category(column: Column) -> Column:
+def as_category(column: Column) -> Column:
     """Categories compare as text, so booleans and exotic types bin the same way on both sides."""
     return column.cast("string")
 
 
-def _bin_expr(column: Column, bins: _ColumnBins) -> Column:
+def _bin_expr(column: Column, bins: ColumnBins) -> Column:
     """The bin code of each value; the same expression is applied to real and synthetic rows."""
     if bins.kind == "categorical":
-        value = _as_category(column)
+        value = as_category(column)
         code = F.when(value.isNull(), F.lit(NA_BIN)).when(value == "", F.lit(EMPTY_BIN))
         for i, category in enumerate(bins.categories):
             code = code.when(value == category, F.lit(i))
         return code.otherwise(F.lit(OTHER_BIN))
-    value = _as_number(column, bins)
+    value = as_number(column, bins)
     inside = F.lit(0)
     for edge in bins.edges:  # left-closed bins: a value equal to an edge belongs to the bin above it
         inside = inside + (value >= F.lit(float(edge))).cast("int")
@@ -139,7 +139,7 @@ def _search_breaks(fractions: np.ndarray, quantiles: np.ndarray, n_rows: int, n_
     return breaks
 
 
-def _floor_breaks(breaks: list[float]) -> list[float]:
+def floor_breaks(breaks: list[float]) -> list[float]:
     """Round breaks down to the fewest decimals that keep them distinct, as mostlyai-qa's bin labels do."""
     for precision in range(20):
         floored = [float(np.true_divide(np.floor(b * 10**precision), 10**precision)) for b in breaks]
@@ -148,9 +148,9 @@ def _floor_breaks(breaks: list[float]) -> list[float]:
     return breaks
 
 
-def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> list[_ColumnBins]:
+def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> list[ColumnBins]:
     """Fit every column's bins on the real data: one quantile aggregation, one top-category job."""
-    specs = [_ColumnBins(c, _kind(real.schema[c].dataType), real.schema[c].dataType) for c in columns]
+    specs = [ColumnBins(c, column_kind(real.schema[c].dataType), real.schema[c].dataType) for c in columns]
     numeric = [s for s in specs if s.kind != "categorical"]
     fractions = _search_fractions(n_bins)
 
@@ -160,7 +160,7 @@ def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> l
         grid = F.split(F.lit(",".join(repr(float(f)) for f in fractions)), ",").cast("array<double>")
         aggs = []
         for i, spec in enumerate(numeric):
-            value = _as_number(_col(spec.name), spec)
+            value = as_number(column_ref(spec.name), spec)
             aggs += [
                 F.percentile_approx(value, grid, PERCENTILE_ACCURACY).alias(f"q{i}"),
                 F.count(value).alias(f"n{i}"),
@@ -181,7 +181,7 @@ def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> l
         entries = [
             F.struct(
                 F.lit(c).alias("k"),
-                _as_category(_col(s.name)).alias("s"),
+                as_category(column_ref(s.name)).alias("s"),
                 F.lit(None).cast("double").alias("d"),
             )
             for c, s in enumerate(specs)
@@ -190,7 +190,7 @@ def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> l
             F.struct(
                 F.lit(c).alias("k"),
                 F.lit(None).cast("string").alias("s"),
-                _as_number(_col(s.name), s).alias("d"),
+                as_number(column_ref(s.name), s).alias("d"),
             )
             for c, s in enumerate(specs)
             if s in low_card
@@ -218,13 +218,13 @@ def _fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> l
         else:
             breaks = _search_breaks(fractions, np.array(quantiles, dtype=float), n_rows, n_bins)
         if spec.kind == "numeric" and breaks:
-            breaks = _floor_breaks(sorted(set(breaks)))
+            breaks = floor_breaks(sorted(set(breaks)))
         spec.edges = breaks[1:-1]  # outer breaks only clip: values beyond them fall in the first/last bin
     return specs
 
 
 def _count_marginals(
-    real: DataFrame, synthetic: DataFrame, specs: list[_ColumnBins], marginals: list[tuple[int, ...]]
+    real: DataFrame, synthetic: DataFrame, specs: list[ColumnBins], marginals: list[tuple[int, ...]]
 ) -> list[list[dict[tuple[int, ...], int]]]:
     """Every marginal's bin counts, per side (0 real, 1 synthetic), in one job over both sides.
 
@@ -236,7 +236,7 @@ def _count_marginals(
 
     def binned(df: DataFrame, side: int) -> DataFrame:
         return df.select(F.lit(side).alias("side"), *[
-            _bin_expr(_aligned(df, s.name, s.data_type), s).alias(b) for s, b in zip(specs, bins, strict=True)])
+            _bin_expr(aligned(df, s.name, s.data_type), s).alias(b) for s, b in zip(specs, bins, strict=True)])
 
     tuples = binned(real, 0).unionByName(binned(synthetic, 1)).groupBy("side", *bins).count()
     tuples = tuples.persist(StorageLevel.MEMORY_AND_DISK)
@@ -265,7 +265,7 @@ def marginal_entries(marginals: list[tuple[int, ...]]) -> list:
     return entries
 
 
-def _accuracy(real_counts: dict, syn_counts: dict) -> float:
+def binned_accuracy(real_counts: dict, syn_counts: dict) -> float:
     """1 - TVD between two binned distributions given as counts."""
     n_real, n_syn = sum(real_counts.values()), sum(syn_counts.values())
     keys = set(real_counts) | set(syn_counts)
@@ -354,7 +354,7 @@ def accuracy_summary(
         raise ValueError(f"targets {sorted(set(targets) - set(columns))} are not among the columns")
     target_index = [columns.index(c) for c in targets]
 
-    specs = _fit_bins(real, columns, n_bins, n_top)
+    specs = fit_bins(real, columns, n_bins, n_top)
     pairs, triples = select_marginals(len(columns), target_index, max_pairs, max_triples, seed)
     marginals: list[tuple[int, ...]] = [(i,) for i in target_index] + pairs + triples
     real_counts, syn_counts = _count_marginals(real, synthetic, specs, marginals)
@@ -366,7 +366,7 @@ def accuracy_summary(
     def name(marginal: tuple[int, ...]) -> str:
         return "|".join(columns[i] for i in marginal)
 
-    scored = {name(m): (_accuracy(r, s), expected_accuracy(r, n_syn))
+    scored = {name(m): (binned_accuracy(r, s), expected_accuracy(r, n_syn))
               for m, r, s in zip(marginals, real_counts, syn_counts, strict=True)}
     per_column = {columns[i]: scored[columns[i]][0] for i in target_index}
     per_pair = {name(p): scored[name(p)][0] for p in pairs}
@@ -414,7 +414,7 @@ def cramers_v(counts: dict[tuple[int, int], int]) -> float:
     return float(np.sqrt(chi2 / (total * (min(table.shape) - 1))))
 
 
-def _distribution(spec: _ColumnBins, real: dict, synthetic: dict) -> dict:
+def _distribution(spec: ColumnBins, real: dict, synthetic: dict) -> dict:
     """One column's bins in display order with readable labels and both sides' frequencies."""
     codes = sorted(set(real) | set(synthetic), key=lambda c: (c[0] < 0, -c[0] if c[0] < 0 else c[0]))
     n_real, n_syn = sum(real.values()), sum(synthetic.values())
@@ -426,7 +426,7 @@ def _distribution(spec: _ColumnBins, real: dict, synthetic: dict) -> dict:
     }
 
 
-def bin_label(spec: _ColumnBins, code: int) -> str:
+def bin_label(spec: ColumnBins, code: int) -> str:
     """A bin as a reader sees it: the category, or the value range between quantile edges."""
     if code == NA_BIN:
         return "(null)"
@@ -446,7 +446,7 @@ def bin_label(spec: _ColumnBins, code: int) -> str:
     return f"{edges[code - 1]} – {edges[code]}"
 
 
-def _edge_text(spec: _ColumnBins, edge: float) -> str:
+def _edge_text(spec: ColumnBins, edge: float) -> str:
     if spec.kind == "temporal":
         import datetime as dt
 

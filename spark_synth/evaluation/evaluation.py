@@ -9,6 +9,7 @@ driver holds at most a few tens of thousands of rows whatever the size of the sy
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -25,15 +26,18 @@ from spark_synth import __version__
 from spark_synth.analyze import identifier_columns
 from spark_synth.config import EvaluateConfig
 from spark_synth.errors import SynthError
-from spark_synth.evaluate import plots
-from spark_synth.evaluate.accuracy import _kind, accuracy_summary
-from spark_synth.evaluate.coherence import coherence_summary
-from spark_synth.evaluate.distances import RecordEncoder, distance_summary
-from spark_synth.evaluate.matches import identical_shares
-from spark_synth.evaluate.membership import membership_audit
-from spark_synth.evaluate.report import render
-from spark_synth.evaluate.utility import tstr
+from spark_synth.evaluation import plots
+from spark_synth.evaluation.accuracy import accuracy_summary, column_kind
+from spark_synth.evaluation.coherence import coherence_summary
+from spark_synth.evaluation.distances import RecordEncoder, distance_summary
+from spark_synth.evaluation.matches import identical_shares
+from spark_synth.evaluation.membership import membership_audit
+from spark_synth.evaluation.report import render
+from spark_synth.evaluation.utility import tstr
 from spark_synth.io import read_table
+from spark_synth.sequences import derived_subjects
+
+logger = logging.getLogger(__name__)
 
 AUDIT_SYNTHETIC_ROWS = 50_000  # synthetic rows the attacker searches
 EVENTS_COLUMN = "events per subject"
@@ -63,7 +67,7 @@ class _Progress:
         self.done += 1
         self.marks.append((what, time.monotonic()))
         if self.enabled:
-            print(f"evaluate [{self.done}/{self.steps}] {what} ({time.monotonic() - self.started:.0f} s)", flush=True)
+            logger.info(f"evaluate [{self.done}/{self.steps}] {what} ({time.monotonic() - self.started:.0f} s)")
 
 
 def evaluate(config: EvaluateConfig, spark: SparkSession | None = None, privacy: dict | None = None) -> Evaluation:
@@ -120,7 +124,7 @@ def _compared_columns(training: DataFrame, keep: set[str], drop: set[str]) -> li
     keys, never the real ones, so their values are not compared."""
     identifiers = [c for c in identifier_columns(training) if c not in keep | drop]
     if identifiers:
-        print(f"evaluate: leaving out identifier column(s) {identifiers} (unique per row)")
+        logger.info(f"evaluate: leaving out identifier column(s) {identifiers} (unique per row)")
     return [c for c in training.columns if c not in set(identifiers) | drop]
 
 
@@ -146,7 +150,7 @@ def _sample(df: DataFrame, n: int, total: int, seed: int) -> pd.DataFrame:
 
 
 def _kinds(df: DataFrame, columns: list[str]) -> dict[str, str]:
-    return {c: _kind(df.schema[c].dataType) for c in columns}
+    return {c: column_kind(df.schema[c].dataType) for c in columns}
 
 
 def _privacy_figures(synthetic: DataFrame, training: DataFrame, holdout: DataFrame, columns: list[str],
@@ -248,7 +252,11 @@ def _evaluate_log(spark: SparkSession, config: EvaluateConfig, cached: list[Data
     key, fk = config.subject_key, config.foreign_key
     step("reading and counting")
     tables = {f"{side} {part}": _read(spark, getattr(config, f"{side}_{part}"), config.format, f"{side} {part}")
-              for side in ("training", "holdout", "synthetic") for part in ("subjects", "events")}
+              for side in ("training", "holdout", "synthetic") for part in ("events", "subjects")
+              if getattr(config, f"{side}_{part}") is not None}
+    for side in ("training", "holdout", "synthetic"):  # events given alone: their subjects are the distinct keys
+        if f"{side} subjects" not in tables and fk in tables[f"{side} events"].columns:
+            tables[f"{side} subjects"] = derived_subjects(tables[f"{side} events"], fk, key)
     for part, column in (("subjects", key), ("events", fk)):
         if column not in tables[f"training {part}"].columns:
             raise SynthError(f"the training {part} have no column {column!r}.",

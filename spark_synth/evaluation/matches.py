@@ -13,14 +13,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_synth.evaluate.accuracy import _aligned
+from spark_synth.evaluation.accuracy import aligned
 
 _NULL = "\x00"
 
 
 def row_hash(df: DataFrame, columns: list[str], types: dict[str, T.DataType]) -> Column:
     """A hash of the whole row, values compared as text in the real side's types; a null is its own value."""
-    parts = [F.coalesce(_aligned(df, c, types[c]).cast("string"), F.lit(_NULL)) for c in columns]
+    parts = [F.coalesce(aligned(df, c, types[c]).cast("string"), F.lit(_NULL)) for c in columns]
     return F.xxhash64(*parts)
 
 

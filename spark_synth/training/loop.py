@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from spark_synth.faults import maybe_kill
 from spark_synth.model.argn import FlatARGN
-from spark_synth.train.checkpoint import Checkpointer
-from spark_synth.train.collective import Collective
-from spark_synth.train.data import Samples
+from spark_synth.training.checkpoint import Checkpointer
+from spark_synth.training.collective import Collective
+from spark_synth.training.data import Samples
 
 
 @dataclass

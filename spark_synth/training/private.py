@@ -1,6 +1,6 @@
 """DP-SGD training: Poisson-sampled batches, per-sample clipping, Gaussian noise, a planned number of steps.
 
-Unlike :func:`spark_synth.train.loop.fit`, nothing here looks at the data except through the
+Unlike :func:`spark_synth.training.loop.fit`, nothing here looks at the data except through the
 noisy gradients: no validation loss, early stopping or best-checkpoint choice (each would be an
 unaccounted use of the data), a learning-rate schedule fixed in advance, and the losses neither
 logged nor shown. The noise is calibrated for the steps planned to fill the time budget, so the
@@ -25,9 +25,9 @@ from spark_synth.faults import maybe_kill
 from spark_synth.model.argn import FlatARGN
 from spark_synth.model.sequence import SequenceARGN
 from spark_synth.privacy.budget import epsilon_of
-from spark_synth.train.clipping import clipped_gradient_sum
-from spark_synth.train.data import FlatSamples, Samples, SequenceSamples
-from spark_synth.train.loop import Placement, TrainResult, TrainSettings, heads, progress_bar
+from spark_synth.training.clipping import clipped_gradient_sum
+from spark_synth.training.data import FlatSamples, Samples, SequenceSamples
+from spark_synth.training.loop import Placement, TrainResult, TrainSettings, heads, progress_bar
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate
 PROBE_STEPS, PROBE_WARMUP, PROBE_WARMUP_SECONDS = 5, 3, 3.0
@@ -100,6 +100,8 @@ def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
     """Data-free samples with the model's shapes, for timing (event lengths drawn from ``length_weights``,
     uniform when None)."""
     def codes(cardinalities: list[int], *shape: int) -> torch.Tensor:
+        if not cardinalities:  # a key-only subject table: no codes
+            return torch.zeros(*shape, 0, dtype=torch.long)
         return torch.stack([torch.randint(0, c, shape, generator=generator) for c in cardinalities], dim=-1)
 
     if isinstance(model, FlatARGN):

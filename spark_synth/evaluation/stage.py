@@ -6,6 +6,7 @@ without it they get a run of their own in the experiment.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -16,8 +17,10 @@ from pyspark.sql import SparkSession
 from spark_synth import tracking
 from spark_synth.config import EvaluateConfig
 from spark_synth.errors import SynthError
-from spark_synth.evaluate.evaluation import Evaluation, evaluate, summary_json
+from spark_synth.evaluation.evaluation import Evaluation, evaluate, summary_json
 from spark_synth.spark import session_for
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +46,7 @@ def run_evaluation(config: EvaluateConfig, spark: SparkSession | None = None) ->
         meta = getattr(generator, "meta", {}) or {}
         privacy, run_id = meta.get("privacy"), meta.get("mlflow_run_id")
         if privacy:
-            print(f"warning: {config.model} was trained under differential privacy (epsilon {privacy['epsilon']:.3g}); "
+            logger.warning(f"{config.model} was trained under differential privacy (epsilon {privacy['epsilon']:.3g}); "
                   "this evaluation reads the real tables, and its report and figures are not covered by that epsilon.")
         if config.rows is not None:
             spark = spark or session_for(config)
@@ -66,8 +69,8 @@ def run_evaluation(config: EvaluateConfig, spark: SparkSession | None = None) ->
 
 def _generated(spark: SparkSession, generator, config: EvaluateConfig) -> dict:
     """The synthetic side generated from the evaluated generator (lazy; the evaluation persists it once)."""
-    from spark_synth.generate import generate_dataframe, generate_log_dataframes
     from spark_synth.log_generator import LogGenerator
+    from spark_synth.sample_job import generate_dataframe, generate_log_dataframes
 
     if isinstance(generator, LogGenerator) != config.is_log:
         raise SynthError(f"{config.model} is {'an event-log' if isinstance(generator, LogGenerator) else 'a flat'} "
@@ -117,7 +120,7 @@ def _log(config: EvaluateConfig, evaluation: Evaluation, run_id: str | None) -> 
                 tracking.log_evaluation(evaluation.headline, evaluation.html, summary, f"evaluation-{stamp}")
             return run_id
         except mlflow.exceptions.MlflowException as exc:
-            print(f"note: the generator's MLflow run {run_id} is not in this tracking store ({str(exc)[:120]}); "
+            logger.info(f"note: the generator's MLflow run {run_id} is not in this tracking store ({str(exc)[:120]}); "
                   "logging the evaluation to a new run")
     mlflow.set_experiment(config.experiment)
     with mlflow.start_run(run_name="evaluate") as run:

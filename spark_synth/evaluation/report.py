@@ -93,7 +93,8 @@ def render(result: dict, headline: dict[str, float], plots: dict[str, str]) -> s
     parts.append('<div class="cards">' + "".join(cards) + "</div>")
 
     if result["kind"] == "log":
-        parts.append(_accuracy_section("Subject table accuracy", result["subject_accuracy"], plots, "subject_"))
+        if result["subject_accuracy"]:  # None when subjects have only their key
+            parts.append(_accuracy_section("Subject table accuracy", result["subject_accuracy"], plots, "subject_"))
         parts.append(_accuracy_section("Event accuracy (one random event per subject, beside its subject)",
                                        result["accuracy"], plots, ""))
         coherence = result["coherence"]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
-from spark_synth.evaluate.distances import closest
+from spark_synth.evaluation.distances import closest
 
 CONFIDENCE = 0.95
 

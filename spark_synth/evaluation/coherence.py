@@ -48,19 +48,19 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_synth.evaluate.accuracy import (
+from spark_synth.evaluation.accuracy import (
     EMPTY_BIN,
     MAX_SEARCH_POINTS,
     NA_BIN,
     OTHER_BIN,
-    _accuracy,
-    _aligned,
-    _as_category,
-    _as_number,
-    _col,
-    _ColumnBins,
-    _fit_bins,
-    _floor_breaks,
+    ColumnBins,
+    aligned,
+    as_category,
+    as_number,
+    binned_accuracy,
+    column_ref,
+    fit_bins,
+    floor_breaks,
     marginal_entries,
 )
 
@@ -113,14 +113,14 @@ def _windowed(
     ``max_sequence_length``, random) events that the per-subject category figures use.
     """
     names = [f"c{i}" for i in range(len(columns))]
-    select = [_col(foreign_key).cast("string").alias(_KEY)]
-    select += [_aligned(events, c, types[c]).alias(n) for c, n in zip(columns, names, strict=True)]
+    select = [column_ref(foreign_key).cast("string").alias(_KEY)]
+    select += [aligned(events, c, types[c]).alias(n) for c, n in zip(columns, names, strict=True)]
     order: list[Column] = []
     if order_by is not None:
         if order_by in columns:
             order.append(F.col(names[columns.index(order_by)]))
         else:
-            select.append(_aligned(events, order_by, types[order_by]).alias(_ORD))
+            select.append(aligned(events, order_by, types[order_by]).alias(_ORD))
             order.append(F.col(_ORD))
     order += [
         F.col(n)
@@ -146,7 +146,7 @@ def _windowed(
     return df.select("*", (F.col(_IDX) == start).alias(_PICK), keep.alias(_KEEP))
 
 
-def _bin_code(column: Column, bins: _ColumnBins) -> Column:
+def _bin_code(column: Column, bins: ColumnBins) -> Column:
     """The same bin code as ``accuracy._bin_expr``, as a compact expression for many bins.
 
     ``_bin_expr`` writes one comparison per edge or category; with 30 bins on a dozen columns, feeding
@@ -155,13 +155,13 @@ def _bin_code(column: Column, bins: _ColumnBins) -> Column:
     the code small.
     """
     if bins.kind == "categorical":
-        value = _as_category(column)
+        value = as_category(column)
         code = F.when(value.isNull(), F.lit(NA_BIN)).when(value == "", F.lit(EMPTY_BIN))
         if bins.categories:
             lookup = F.create_map(*[x for i, c in enumerate(bins.categories) for x in (F.lit(c), F.lit(i))])
             code = code.when(lookup[value].isNotNull(), lookup[value])
         return code.otherwise(F.lit(OTHER_BIN))
-    value = _as_number(column, bins)
+    value = as_number(column, bins)
     if not bins.edges:
         return F.when(value.isNull(), F.lit(NA_BIN)).otherwise(F.lit(0))
     # The bin is the number of edges <= value (left-closed bins: a value equal to an edge belongs to the
@@ -174,14 +174,14 @@ def _bin_code(column: Column, bins: _ColumnBins) -> Column:
 
 
 def _count_codes(
-    df: DataFrame, specs: list[_ColumnBins], pairs: list[tuple[int, int]]
+    df: DataFrame, specs: list[ColumnBins], pairs: list[tuple[int, int]]
 ) -> list[dict[int, dict[tuple[int, int], int]]]:
     """``accuracy._count_bins`` with the compact ``_bin_code``, for both sides at once (``__side`` 0/1).
 
     Returns, per side, every univariate (key = spec index) and pair (key = len(specs) + pair index) count.
     """
     binned = df.select(
-        _SIDE, *[_bin_code(_aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
+        _SIDE, *[_bin_code(aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
     )
     n = len(specs)
     marginals: list[tuple[int, ...]] = [(i,) for i in range(n)] + list(pairs)
@@ -194,7 +194,7 @@ def _count_codes(
     return out
 
 
-def _subjects(windowed: DataFrame, fine: list[_ColumnBins], keys: DataFrame | None, side: int) -> DataFrame:
+def _subjects(windowed: DataFrame, fine: list[ColumnBins], keys: DataFrame | None, side: int) -> DataFrame:
     """One row per subject: side, length, whether it is in the subject table, the set of fine bins per
     column, and the sampled consecutive pair."""
     n = len(fine)
@@ -272,14 +272,14 @@ def _pooled_counts(subjects: DataFrame, kept: list[list[int]]) -> list[list[int]
     return out
 
 
-def _all_codes(spec: _ColumnBins) -> list[int]:
+def _all_codes(spec: ColumnBins) -> list[int]:
     """Every bin of a column in mostlyai-qa's category order (regular bins, then the special ones)."""
     if spec.kind == "categorical":
         return list(range(len(spec.categories))) + [EMPTY_BIN, OTHER_BIN, NA_BIN]
     return list(range(len(spec.edges) + 1)) + [NA_BIN]
 
 
-def _top_categories(spec: _ColumnBins, counts: dict[int, int]) -> list[int]:
+def _top_categories(spec: ColumnBins, counts: dict[int, int]) -> list[int]:
     """The N_TOP_CATEGORIES bins most subjects have; ties keep category order (pandas ``nlargest``)."""
     return sorted(_all_codes(spec), key=lambda c: -counts.get(c, 0))[:N_TOP_CATEGORIES]
 
@@ -317,7 +317,7 @@ def _length_edges(hist: dict[int, int], n_bins: int) -> list[float]:
     """mostlyai-qa's numeric bins for a column of integers, exactly, from the column's histogram.
 
     One bin per value when there are at most ``n_bins`` of them; else its greedy search for ``n_bins + 1``
-    distinct breaks among evenly spaced order statistics. Returns the inner edges (``_ColumnBins.edges``).
+    distinct breaks among evenly spaced order statistics. Returns the inner edges (``ColumnBins.edges``).
     """
     values, cumulative = _sorted_hist(hist)
     if len(values) == 0:
@@ -332,7 +332,7 @@ def _length_edges(hist: dict[int, int], n_bins: int) -> list[float]:
             breaks = sorted(set(values[np.searchsorted(cumulative, ranks, side="right")].tolist()))
             if len(breaks) >= n_bins + 1:
                 break
-    return _floor_breaks(sorted(set(breaks)))[1:-1]
+    return floor_breaks(sorted(set(breaks)))[1:-1]
 
 
 def _binned_lengths(hist: dict[int, int], edges: list[float]) -> dict[tuple[int, int], int]:
@@ -346,7 +346,7 @@ def _binned_lengths(hist: dict[int, int], edges: list[float]) -> dict[tuple[int,
 def _length_accuracy(real: dict[int, int], synthetic: dict[int, int], n_bins: int) -> float:
     """1 - TVD of the binned length distributions, bins fitted on the real lengths."""
     edges = _length_edges(real, n_bins)
-    return _accuracy(_binned_lengths(real, edges), _binned_lengths(synthetic, edges))
+    return binned_accuracy(_binned_lengths(real, edges), _binned_lengths(synthetic, edges))
 
 
 def _length_summary(hist: dict[tuple[bool, int], int]) -> dict:
@@ -379,7 +379,7 @@ def _keys(keys: DataFrame | None, side: str) -> DataFrame | None:
     if len(keys.columns) != 1:
         raise ValueError(f"the {side} subject keys must be a DataFrame of one column, got {keys.columns}")
     return (
-        keys.select(_col(keys.columns[0]).cast("string").alias(_KEY))
+        keys.select(column_ref(keys.columns[0]).cast("string").alias(_KEY))
         .where(F.col(_KEY).isNotNull())
         .distinct()
     )
@@ -459,7 +459,7 @@ def coherence_summary(
         real_w = _persist(windowed(real_events, 0))
         cached.append(real_w)
         # fine bins for the category figures, on the (capped) real events
-        fine = _fit_bins(real_w.where(F.col(_KEEP)), names, n_category_bins, n_category_bins)
+        fine = fit_bins(real_w.where(F.col(_KEEP)), names, n_category_bins, n_category_bins)
         subjects = [
             _persist(_subjects(real_w, fine, keys[0], 0)),
             _persist(_subjects(windowed(synthetic_events, 1), fine, keys[1], 1)),
@@ -479,13 +479,13 @@ def coherence_summary(
         # subject with events): one fit on the real side, one count job for both sides
         per_subject = _per_subject(both, n)
         binned = [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)] + [f"d{i}" for i in range(n)]
-        specs = _fit_bins(per_subject.where(F.col(_SIDE) == 0), binned, n_bins, n_bins)
+        specs = fit_bins(per_subject.where(F.col(_SIDE) == 0), binned, n_bins, n_bins)
         counts = _count_codes(per_subject, specs, [(i, n + i) for i in range(n)])
         for side in (0, 1):
             outside = sum(c for (inside, length), c in hists[side].items() if not inside)
             _drop_outside_keys(counts[side], n, outside)
-        consecutive = [_accuracy(counts[0][3 * n + i], counts[1][3 * n + i]) for i in range(n)]
-        distinct = [_accuracy(counts[0][2 * n + i], counts[1][2 * n + i]) for i in range(n)]
+        consecutive = [binned_accuracy(counts[0][3 * n + i], counts[1][3 * n + i]) for i in range(n)]
+        distinct = [binned_accuracy(counts[0][2 * n + i], counts[1][2 * n + i]) for i in range(n)]
 
         # subjects per category: top categories of the real side, the rest pooled
         category = _category_counts(both, n)
@@ -498,7 +498,7 @@ def coherence_summary(
                 {(c, 0): category[side][i].get(c, 0) for c in kept[i]} | {(OTHER_BIN, 0): pooled[side][i]}
                 for side in (0, 1)
             )
-            per_category.append(_accuracy(real, syn))
+            per_category.append(binned_accuracy(real, syn))
     finally:
         for df in cached:
             _unpersist(df)

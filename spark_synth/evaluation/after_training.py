@@ -3,14 +3,17 @@ validation split (the holdout the weights never saw), logged into the training's
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_synth import tracking
 from spark_synth.config import EvaluateConfig, TrainConfig
-from spark_synth.evaluate.evaluation import evaluate, summary_json
-from spark_synth.evaluate.stage import write_atomically
+from spark_synth.evaluation.evaluation import evaluate, summary_json
+from spark_synth.evaluation.stage import write_atomically
+
+logger = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 100  # rows (subjects) below which the validation split is too small to audit against
 
@@ -22,12 +25,12 @@ def should_evaluate(config: TrainConfig, n_holdout: int) -> bool:
     if not config.evaluation_rows:
         return False
     if config.private:
-        print("warning: quality_rows is set under differential privacy: the after-training evaluation compares "
+        logger.warning("quality_rows is set under differential privacy: the after-training evaluation compares "
               "with the real training and validation rows, and its report and figures (logged to this MLflow run) "
               f"are not covered by max_epsilon {config.max_epsilon:g}. Leave quality_rows out (or 0) for a run that "
               "holds only DP outputs.")
     if n_holdout < MIN_HOLDOUT:
-        print(f"evaluation skipped: the validation split is too small (under {MIN_HOLDOUT} rows or subjects) to "
+        logger.info(f"evaluation skipped: the validation split is too small (under {MIN_HOLDOUT} rows or subjects) to "
               "compare against; evaluate with `spark-synth evaluate` and a larger holdout")
         return False
     return True
@@ -43,8 +46,8 @@ def evaluate_after_training(spark: SparkSession, config: TrainConfig, frames: di
     tracking.log_evaluation(evaluation.headline, evaluation.html, summary_json(evaluation.result))
     if config.report:
         write_atomically(config.report, evaluation.html)
-        print(f"evaluation report written to {config.report}")
-    print(format_headline(evaluation.headline))
+        logger.info(f"evaluation report written to {config.report}")
+    logger.info(format_headline(evaluation.headline))
     return evaluation.headline
 
 
