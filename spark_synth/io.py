@@ -18,8 +18,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from spark_synth.errors import SynthError
+from spark_synth.schema import quoted
 from spark_synth.spark import has_delta
 
 READ_FORMATS = ("parquet", "csv", "delta", "table")
@@ -693,3 +695,8 @@ def _write_catalog_table(df: DataFrame, name: str, mode: str, partition_by: list
             spark.sql(f"ALTER TABLE {name} RECOVER PARTITIONS")
     finally:
         spark.sql(f"DROP TABLE IF EXISTS {staged}")
+
+
+def derived_subjects(events: DataFrame, foreign_key: str, key: str) -> DataFrame:
+    """The subject table of events given alone: one row per distinct non-null key, the key its only column."""
+    return events.select(F.col(quoted(foreign_key)).alias(key)).where(F.col(quoted(key)).isNotNull()).distinct()

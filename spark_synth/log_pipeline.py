@@ -147,21 +147,23 @@ def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
     """The subject model, then the sequence model in the time left. Under DP both share one noise; the
     subject model gets few epochs with small batches (a flat table learns fast), so most of the budget goes
     to the event sequences."""
-    with_subjects = bool(subject_config.cardinalities)  # a key-only subject table: the events are the whole model
     if not prepared.release:
-        return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE, config.batch_size, config.max_epochs)
-                ][:with_subjects] + [Phase("events", sequence_config.to_dict(), None,
-                                           config.batch_size or subjects_per_batch(n_events, n_subjects),
-                                           config.max_epochs)]
-    weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
-    window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
-    weights = weights[:window] + [sum(weights[window:])]
-    planned = dp.training_samples(n_subjects, config.validation_fraction)  # n_subjects: the noisy count under DP
-    return [Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
-                  config.batch_size or max(64, dp_batch_size(planned, False) // 8),
-                  min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned)][:with_subjects] + [
-            Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
-                  planned_samples=planned)]
+        subjects = Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE, config.batch_size,
+                         config.max_epochs)
+        events = Phase("events", sequence_config.to_dict(), None,
+                       config.batch_size or subjects_per_batch(n_events, n_subjects), config.max_epochs)
+    else:
+        weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
+        window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
+        weights = weights[:window] + [sum(weights[window:])]
+        planned = dp.training_samples(n_subjects, config.validation_fraction)  # the noisy count under DP
+        subjects = Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
+                         config.batch_size or max(64, dp_batch_size(planned, False) // 8),
+                         min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned)
+        events = Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
+                       planned_samples=planned)
+    # a key-only subject table has no subject model to train: the events are the whole model
+    return [subjects, events] if subject_config.cardinalities else [events]
 
 
 def subjects_per_batch(n_events: int, n_subjects: int) -> int:

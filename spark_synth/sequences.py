@@ -26,7 +26,7 @@ from spark_synth.encoding.packing import Field
 from spark_synth.encoding.protect import K_MAX, draw_k
 from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
-from spark_synth.io import read_table
+from spark_synth.io import derived_subjects, read_table
 from spark_synth.normalize import normalize, private_text_date_formats, text_date_candidates
 from spark_synth.privacy.histograms import bounds, histograms_of
 from spark_synth.private_stats import private_statistics, released_partitions
@@ -131,11 +131,6 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
         raise SynthError(f"no event in {event_name} references a subject of {subject_name} "
                          f"('{fk}' never matches '{key}').", "Check --subject-key and --foreign-key.")
     return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]))
-
-
-def derived_subjects(events: DataFrame, foreign_key: str, key: str) -> DataFrame:
-    """The subject table of events given alone: one row per distinct non-null key, the key its only column."""
-    return events.select(col(foreign_key).alias(key)).where(col(key).isNotNull()).distinct()
 
 
 def _count(n: int, private: bool) -> str:

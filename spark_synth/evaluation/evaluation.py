@@ -34,8 +34,7 @@ from spark_synth.evaluation.matches import identical_shares
 from spark_synth.evaluation.membership import membership_audit
 from spark_synth.evaluation.report import render
 from spark_synth.evaluation.utility import tstr
-from spark_synth.io import read_table
-from spark_synth.sequences import derived_subjects
+from spark_synth.io import derived_subjects, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -254,10 +253,10 @@ def _evaluate_log(spark: SparkSession, config: EvaluateConfig, cached: list[Data
     tables = {f"{side} {part}": _read(spark, getattr(config, f"{side}_{part}"), config.format, f"{side} {part}")
               for side in ("training", "holdout", "synthetic") for part in ("events", "subjects")
               if getattr(config, f"{side}_{part}") is not None}
-    for side in ("training", "holdout", "synthetic"):  # events given alone: their subjects are the distinct keys
-        if f"{side} subjects" not in tables and fk in tables[f"{side} events"].columns:
-            tables[f"{side} subjects"] = derived_subjects(tables[f"{side} events"], fk, key)
-    for part, column in (("subjects", key), ("events", fk)):
+    for part, column in (("events", fk), ("subjects", key)):  # the events first: given alone, they make the subjects
+        for side in ("training", "holdout", "synthetic"):
+            if part == "subjects" and f"{side} subjects" not in tables:  # their distinct keys
+                tables[f"{side} subjects"] = derived_subjects(tables[f"{side} events"], fk, key)
         if column not in tables[f"training {part}"].columns:
             raise SynthError(f"the training {part} have no column {column!r}.",
                              f"Pass the {part[:-1]} table's key column name (columns: {tables[f'training {part}'].columns}).")

@@ -91,3 +91,12 @@ def test_a_subject_key_without_events_settings_is_refused(tmp_path, capsys, dige
     argv = ["train", "--events", str(tmp_path / "e.parquet"), "--model-dir", str(tmp_path / "m"),
             "--tracking-uri", mlflow_store.uri]
     assert_rejected(argv, capsys, digest, [tmp_path], names=["--foreign-key"], fix=["setting"])
+
+
+def test_events_alone_without_the_foreign_key_column_are_refused(baseball_sample, tmp_path, capsys, digest) -> None:
+    _, batting = baseball_sample
+    argv = ["evaluate", "--foreign-key", "player", "--no-mlflow", "--no-progress"]
+    for side in ("synthetic", "training", "holdout"):
+        batting.head(200).to_parquet(tmp_path / f"{side}.parquet", index=False)
+        argv += [f"--{side}-events", str(tmp_path / f"{side}.parquet")]
+    assert_rejected(argv, capsys, digest, [tmp_path], names=["training events", "'player'"], fix=["key column"])
