@@ -23,7 +23,7 @@ import pandas as pd
 from common import DEFAULT_DATA_DIR, SCORE, default_qa_python
 
 from spark_synth.evaluation.accuracy import accuracy_summary
-from spark_synth.spark import get_spark
+from spark_synth.spark.session import get_spark
 
 
 def degrade(pdf: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:

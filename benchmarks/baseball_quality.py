@@ -61,9 +61,9 @@ def parse_args() -> argparse.Namespace:
 def train_and_generate(args: argparse.Namespace, paths: dict[str, str], work: str) -> tuple[dict[str, Any], str]:
     import mlflow
 
+    from spark_synth import generate, train
     from spark_synth.config import GenerateConfig, TrainConfig
-    from spark_synth.pipeline import generate, train
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     spark = get_spark(args.master)
     tracking_uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"

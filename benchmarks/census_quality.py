@@ -70,9 +70,9 @@ def train_and_generate(args: argparse.Namespace, train_path: str, work: str) -> 
     """Train with a private sqlite MLflow store, generate the synthetic table; returns (figures, output path)."""
     import mlflow
 
+    from spark_synth import generate, train
     from spark_synth.config import GenerateConfig, TrainConfig
-    from spark_synth.pipeline import generate, train
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     spark = get_spark(args.master)
     tracking_uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"

@@ -42,7 +42,7 @@ import pandas as pd
 from common import REPO, default_qa_python, machine, table, write_result
 
 from spark_synth.evaluation.coherence import coherence_summary
-from spark_synth.spark import get_spark
+from spark_synth.spark.session import get_spark
 
 DEFAULT_DATA = str(Path(REPO).parent / "shared" / "data" / "baseball")
 KEY, FK, ORDER = "id", "players_id", "year"

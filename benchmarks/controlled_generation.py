@@ -37,12 +37,12 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     import mlflow
 
+    from spark_synth import train
     from spark_synth.config import TrainConfig
-    from spark_synth.controls import Controls
-    from spark_synth.generator import Generator
-    from spark_synth.pipeline import train
-    from spark_synth.sample_job import generate_dataframe, generate_seeded_dataframe
-    from spark_synth.spark import get_spark
+    from spark_synth.generators.controls import Controls
+    from spark_synth.generators.flat import FlatGenerator
+    from spark_synth.spark.sample_job import generate_dataframe, generate_seeded_dataframe
+    from spark_synth.spark.session import get_spark
 
     args = parse_args()
     train_path = os.path.join(args.data_dir, "census_train.parquet")
@@ -54,7 +54,7 @@ def main() -> None:
         mlflow.create_experiment("controlled", artifact_location=os.path.join(work, "artifacts"))
         outcome = train(TrainConfig(data=train_path, model_dir=f"{work}/model", max_minutes=args.minutes,
                                     experiment="controlled", quality_rows=0, progress=False), spark)
-        generator = Generator.load(outcome.model_dir)
+        generator = FlatGenerator.load(outcome.model_dir)
         holdout = spark.read.parquet(holdout_path)
 
         def write(df, name: str) -> str:

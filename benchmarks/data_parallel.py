@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
 def spark_synth(work: str, *argv: str) -> float:
     """Run the CLI in a fresh process; returns its wall seconds (exits on failure)."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "spark_synth.cli", *argv], cwd=work, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "spark_synth.face.cli", *argv], cwd=work, capture_output=True, text=True,
                           env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-5000:])

@@ -2,9 +2,9 @@
 
 Why: before any training, every row is read, profiled (protected statistics) and encoded to
 Parquet shards; at billions of rows that pass must cost about what Spark itself costs. The table is
-the simulator's event log joined to its customers (``spark_synth.datasets.simulate_log``: 8 columns,
+the simulator's event log joined to its customers (``spark_synth.examples.datasets.simulate_log``: 8 columns,
 timestamps, dates, categories, a heavy-tailed amount), written once to Parquet per size. For each
-size, alternating: ours = ``pipeline._prepare`` (read, plan, analyze, split, encode to shards, count
+size, alternating: ours = ``spark_synth.stages.flat.prepare_flat`` (read, plan, analyze, split, encode to shards, count
 the split), the baseline = read + a group-by over the categorical columns + a Parquet write of all
 rows. The session runs the baseline once before anything is timed, so neither side pays for the
 JVM's warm-up. Peak memory of driver, JVM and Python workers is sampled per job: it should not grow
@@ -40,13 +40,21 @@ def parse_args() -> argparse.Namespace:
 def stage_profile(spark, source: str, work: str) -> dict[str, float]:
     """The preparation's steps timed one by one (each a Spark job of its own over the whole table), then the
     analysis pass by pass, and a floor: the table read and written as it is, with no work done."""
-    from spark_synth.analyze import _bounds, _keys, _overview, _probe, _quantiles, _value_counts, analyze
-    from spark_synth.encode import encode_to_shards
     from spark_synth.encoding.protect import draw_k
-    from spark_synth.io import read_table
-    from spark_synth.normalize import normalize
-    from spark_synth.schema import plan_columns
-    from spark_synth.split import with_split
+    from spark_synth.spark.analyze import (
+        _bounds,
+        _keys,
+        _overview,
+        _probe,
+        _quantiles,
+        _value_counts,
+        analyze,
+    )
+    from spark_synth.spark.encode import encode_to_shards
+    from spark_synth.spark.io import read_table
+    from spark_synth.spark.normalize import normalize
+    from spark_synth.spark.schema import plan_columns
+    from spark_synth.spark.split import with_split
 
     seconds, started = {}, time.perf_counter()
 
@@ -93,10 +101,10 @@ def main() -> None:
     args = parse_args()
     host = machine()
     from spark_synth.config import TrainConfig
-    from spark_synth.datasets import simulate_log
-    from spark_synth.pipeline import _prepare
-    from spark_synth.spark import get_spark
-    from spark_synth.workspace import Workspace
+    from spark_synth.examples.datasets import simulate_log
+    from spark_synth.spark.session import get_spark
+    from spark_synth.spark.workspace import Workspace
+    from spark_synth.stages.flat import prepare_flat
 
     work = tempfile.mkdtemp(prefix="bench-encode-")
     sampler = MemorySampler()
@@ -119,7 +127,7 @@ def main() -> None:
                 config = TrainConfig(data=source, model_dir=os.path.join(work, "unused"), work_dir=work, seed=r)
                 workspace = Workspace(config)
                 started = time.perf_counter()
-                prepared = _prepare(config, spark, workspace)
+                prepared = prepare_flat(config, spark, workspace)
                 times["ours"].append(time.perf_counter() - started)
                 encoded = prepared.train_rows + prepared.validation_rows
                 workspace.remove()

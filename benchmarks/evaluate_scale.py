@@ -29,10 +29,10 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(RESULTS_DIR, "evaluate_scale.json"))
     args = ap.parse_args()
 
+    from spark_synth import generate, train
     from spark_synth.config import EvaluateConfig, GenerateConfig, TrainConfig
-    from spark_synth.evaluation.stage import run_evaluation
-    from spark_synth.pipeline import generate, train
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
+    from spark_synth.stages.evaluate import run_evaluation
 
     host = machine()
     training = os.path.abspath(os.path.join(args.data_dir, "census_train.parquet"))

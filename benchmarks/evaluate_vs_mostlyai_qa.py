@@ -39,8 +39,8 @@ def baseball_paths() -> dict[str, str]:
 
 
 def train_and_generate(spark, work: str, name: str, minutes: float) -> str:
+    from spark_synth import generate, train
     from spark_synth.config import GenerateConfig, TrainConfig
-    from spark_synth.pipeline import generate, train
 
     tracking = f"sqlite:///{os.path.join(work, 'mlflow.db')}"
     model, output = os.path.join(work, f"{name}-model"), os.path.join(work, f"{name}-synthetic")
@@ -61,7 +61,7 @@ def train_and_generate(spark, work: str, name: str, minutes: float) -> str:
 
 def ours(spark, settings: dict, report: str | None = None) -> tuple[dict, float]:
     from spark_synth.config import EvaluateConfig
-    from spark_synth.evaluation.stage import run_evaluation
+    from spark_synth.stages.evaluate import run_evaluation
 
     started = time.monotonic()
     outcome = run_evaluation(EvaluateConfig(**settings, mlflow=False, progress=False, report=report), spark)
@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from spark_synth.evaluation.membership import planted_leak
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     host = machine()
     spark = get_spark(args.master)

@@ -27,11 +27,11 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS_DIR, machine, table, write_result  # noqa: E402
 
+from spark_synth import generate, train  # noqa: E402
 from spark_synth.config import EvaluateConfig, GenerateConfig, TrainConfig  # noqa: E402
 from spark_synth.evaluation.evaluation import evaluate  # noqa: E402
-from spark_synth.pipeline import generate, train  # noqa: E402
-from spark_synth.simulator import simulate_log  # noqa: E402
-from spark_synth.spark import get_spark  # noqa: E402
+from spark_synth.examples.simulator import simulate_log  # noqa: E402
+from spark_synth.spark.session import get_spark  # noqa: E402
 
 SHAPES = ("events-alone", "key-only-subjects")
 

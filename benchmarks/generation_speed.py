@@ -75,10 +75,10 @@ def breakdown(model_dir: str, rows: int) -> list[dict[str, Any]]:
     import torch
 
     import spark_synth.model.argn as argn
-    from spark_synth.generator import SUB_BATCH, Generator
+    from spark_synth.generators.flat import SUB_BATCH, FlatGenerator
 
-    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.sample_job._set_threads)
-    generator = Generator.load(model_dir)
+    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.spark.sample_job._set_threads)
+    generator = FlatGenerator.load(model_dir)
     stages = {"lookup tables (once per worker)": 0.0, "model: network (embedding sums, matmuls)": 0.0,
               "model: drawing codes (softmax, inverse CDF)": 0.0, "decode": 0.0, "parquet write": 0.0}
     stages["lookup tables (once per worker)"] = timed(lambda: generator.tables)
@@ -121,8 +121,8 @@ def breakdown(model_dir: str, rows: int) -> list[dict[str, Any]]:
 def train_small(spark: SparkSession, data: str, work: str, minutes: float) -> str:
     import mlflow
 
+    from spark_synth import train
     from spark_synth.config import TrainConfig
-    from spark_synth.pipeline import train
 
     uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"
     mlflow.set_tracking_uri(uri)
@@ -135,9 +135,9 @@ def train_small(spark: SparkSession, data: str, work: str, minutes: float) -> st
 def main() -> None:
     args = parse_args()
     host = machine()
+    from spark_synth import generate
     from spark_synth.config import GenerateConfig
-    from spark_synth.pipeline import generate
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     data = os.path.abspath(os.path.join(args.data_dir, "census_train.parquet"))
     census = pq.read_table(data)

@@ -51,7 +51,7 @@ def baseline_job(rows: int, output: str, master: str, data_dir: str) -> None:
     import pyarrow.parquet as pq
     from generation_speed import baseline_frame
 
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     spark = get_spark(master)
     census = pq.read_table(os.path.join(data_dir, "census_train.parquet"))

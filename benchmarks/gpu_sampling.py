@@ -3,7 +3,7 @@ whether bfloat16 changes what is drawn.
 
 Why: a Spark task samples on the CPU, 2,048 rows at a time. On a GPU batches that small are bound by kernel
 launches, and the codes still come back to the host for the numpy decode, so the question is how far a
-larger sub-batch (``Generator.to(device, sub_batch)``) carries the sampler, and whether the copy and the
+larger sub-batch (``FlatGenerator.to(device, sub_batch)``) carries the sampler, and whether the copy and the
 decode then decide the speed. For a flat generator (``--model``) and, with ``--log-model``, an event-log one:
 
 - CPU, torch threads = all cores, the default sub-batch: ``generate_chunk`` end to end (sampling and
@@ -54,9 +54,8 @@ sys.path.insert(0, HERE)
 
 from common import RESULTS_DIR, machine, table  # noqa: E402
 
-from spark_synth.controls import Controls, plan  # noqa: E402
-from spark_synth.generator import Generator, _generators, torch_generator  # noqa: E402
-from spark_synth.log_generator import (  # noqa: E402
+from spark_synth.generators.controls import Controls, plan  # noqa: E402
+from spark_synth.generators.event_log import (  # noqa: E402
     EVENT_DECODE_STREAM,
     EVENT_STREAM,
     SUBJECT_DECODE_STREAM,
@@ -64,6 +63,7 @@ from spark_synth.log_generator import (  # noqa: E402
     LogGenerator,
     event_batches,
 )
+from spark_synth.generators.flat import FlatGenerator, _generators, torch_generator  # noqa: E402
 
 SIZES = [2048, 16384, 65536, 262144]
 LOG_SIZES = [16384, 65536, 262144]  # 2,048-subject batches step through every event position 128 times per 262k
@@ -205,7 +205,7 @@ def configurations(sizes: list[int], bf16: bool) -> list[tuple[str, str, int | N
 # ------------------------------------------------------------------------------------------ flat tables
 
 
-def measure_flat(gen: Generator, device: str, sub_batch: int | None, bf16: bool, rows: int, head: int,
+def measure_flat(gen: FlatGenerator, device: str, sub_batch: int | None, bf16: bool, rows: int, head: int,
                  keep: dict[str, Any], label: str) -> dict[str, Any]:
     gen.to(device, sub_batch, bf16)
     dev, size = gen.device, gen.sub_batch
@@ -251,7 +251,7 @@ def measure_flat(gen: Generator, device: str, sub_batch: int | None, bf16: bool,
             "breakdown_reproduces_chunk": bool(same), "peak_gpu_mib": peak_mib(dev), "_counts": counts}
 
 
-def flat_repeatable(gen: Generator, size: int) -> bool:
+def flat_repeatable(gen: FlatGenerator, size: int) -> bool:
     """Two CUDA draws from one seed give the same codes."""
     gen.to(ACCELERATOR["device"], size)
     a = gen.model.sample(size, torch_generator(123, gen.device), tables=gen.tables).cpu()
@@ -260,7 +260,7 @@ def flat_repeatable(gen: Generator, size: int) -> bool:
 
 
 def flat_section(args: argparse.Namespace, budget: Budget, save: Callable[[], None], section: dict[str, Any]) -> None:
-    gen = Generator.load(args.model)
+    gen = FlatGenerator.load(args.model)
     section |= {"model": os.path.abspath(args.model), "sub_columns": gen.model.n_sub,
                 "hidden": gen.model_config.hidden, "codes": sum(gen.model_config.cardinalities), "results": []}
     sizes = sorted(args.sizes)

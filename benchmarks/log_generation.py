@@ -6,7 +6,7 @@ so the peak memory of the driver, the JVM and the Python workers should be the s
 ten times apart; this benchmark measures it. At each size (``--subjects``, default 100,000 and
 1,000,000) it alternates, for ``--repeats`` rounds:
 
-- ours: ``spark_synth.pipeline.generate`` writing N subjects to OUTPUT/subjects and their events to
+- ours: ``spark_synth.stages.generate.generate`` writing N subjects to OUTPUT/subjects and their events to
   OUTPUT/events (Parquet, mode overwrite), from a generator trained on the baseball log
   (players / batting seasons; ``--model DIR``, or a small one trained for ``--train-minutes`` in a child
   process so that the memory figures are generation's alone);
@@ -141,8 +141,7 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
     """
     import torch
 
-    from spark_synth.generator import SUB_BATCH
-    from spark_synth.log_generator import (
+    from spark_synth.generators.event_log import (
         EVENT_DECODE_STREAM,
         EVENT_STREAM,
         SUBJECT_DECODE_STREAM,
@@ -150,8 +149,9 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
         LogGenerator,
         event_batches,
     )
+    from spark_synth.generators.flat import SUB_BATCH
 
-    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.sample_job._set_threads)
+    torch.set_num_threads(1)  # what a one-core Spark task uses (spark_synth.spark.sample_job._set_threads)
     generator = LogGenerator.load(model_dir)
     seed, chunk_id, first = 0, 0, 0
     stages = dict.fromkeys(("lookup tables (once per worker)", "subject sampling", "subject decode",
@@ -239,8 +239,8 @@ def log_files(dataset: str, data_dir: str, work: str) -> tuple[str, str, dict[st
 
 
 def write_simulated(spark: Any, work: str) -> None:
-    """The simulator's log (:func:`spark_synth.datasets.simulate_log`) as Parquet under ``work/sim``."""
-    from spark_synth.datasets import simulate_log
+    """The simulator's log (:func:`spark_synth.examples.datasets.simulate_log`) as Parquet under ``work/sim``."""
+    from spark_synth.examples.datasets import simulate_log
 
     customers, events = simulate_log(spark, SIM_CUSTOMERS, seed=3, mean_events=SIM_MEAN_EVENTS)
     subjects_path, events_path, _ = log_files("simulated", "", work)
@@ -252,9 +252,9 @@ def train_small(master: str, dataset: str, data_dir: str, work: str, minutes: fl
     """Train in this process (Spark session included); MLflow store and artifacts stay under ``work``."""
     import mlflow
 
+    from spark_synth import train
     from spark_synth.config import TrainConfig
-    from spark_synth.pipeline import train
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     spark = get_spark(master)
     if dataset == "simulated":
@@ -272,7 +272,7 @@ def train_small(master: str, dataset: str, data_dir: str, work: str, minutes: fl
 def train_apart(master: str, dataset: str, data_dir: str, work: str, minutes: float) -> str:
     """Train in a child process, so the memory figures show generation, not what training left resident
     (the driver's RSS does not come back down after training, nor does the JVM's heap right away)."""
-    # this script again, not `python -c`: without grpc, pyspark.sql.connect (which spark_synth.io imports)
+    # this script again, not `python -c`: without grpc, pyspark.sql.connect (which spark_synth.spark.io imports)
     # takes a main module with no __file__ for its doctests and exits the process with status 0
     subprocess.run([sys.executable, os.path.abspath(__file__), "--master", master, "--dataset", dataset,
                     "--data-dir", data_dir, "--train-minutes", str(minutes), "--train-into", work], check=True)
@@ -298,11 +298,11 @@ def main() -> None:
         return
     sizes = sorted(set(args.subjects))
     host = machine()
+    from spark_synth import generate
     from spark_synth.config import GenerateConfig
-    from spark_synth.generator import SUB_BATCH
-    from spark_synth.log_generator import LogGenerator
-    from spark_synth.pipeline import generate
-    from spark_synth.spark import get_spark
+    from spark_synth.generators.event_log import LogGenerator
+    from spark_synth.generators.flat import SUB_BATCH
+    from spark_synth.spark.session import get_spark
 
     data_dir = os.path.abspath(args.data_dir)
     work = tempfile.mkdtemp(prefix="bench-log-generation-")

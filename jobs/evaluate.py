@@ -5,7 +5,7 @@ Same flags as ``spark-synth evaluate``; the session comes from spark-submit (any
 
 import sys
 
-from spark_synth.cli import main
+from spark_synth.face.cli import main
 
 if __name__ == "__main__":
     main(["evaluate", *sys.argv[1:]])

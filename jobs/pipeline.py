@@ -7,7 +7,7 @@ The session comes from spark-submit (any master); the config may live on any pat
 
 import sys
 
-from spark_synth.cli import main
+from spark_synth.face.cli import main
 
 if __name__ == "__main__":
     main(["pipeline", *sys.argv[1:]])

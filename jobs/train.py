@@ -5,7 +5,7 @@ Same flags as ``spark-synth train``; the session comes from spark-submit (any ma
 
 import sys
 
-from spark_synth.cli import main
+from spark_synth.face.cli import main
 
 if __name__ == "__main__":
     main(["train", *sys.argv[1:]])

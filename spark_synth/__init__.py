@@ -6,7 +6,7 @@ The public API, for notebooks and jobs::
     outcome = train(TrainConfig(data="customers.parquet", model_dir="gen"))
     generate(GenerateConfig(model="gen", rows=1_000_000, output="synthetic"))
 
-Names load on first use: Spark tasks and MLflow serving import ``spark_synth.generator`` (and so this
+Names load on first use: Spark tasks and MLflow serving import ``spark_synth.generators.flat`` (and so this
 package) without pulling in Spark or the training stack.
 """
 
@@ -22,10 +22,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 _PUBLIC = {  # name -> (module, attribute)
-    "train": ("spark_synth.pipeline", "train"),
-    "generate": ("spark_synth.pipeline", "generate"),
-    "impute": ("spark_synth.pipeline", "impute"),
-    "evaluate": ("spark_synth.evaluation.stage", "run_evaluation"),
+    "train": ("spark_synth.stages.train", "train"),
+    "generate": ("spark_synth.stages.generate", "generate"),
+    "impute": ("spark_synth.stages.generate", "impute"),
+    "evaluate": ("spark_synth.stages.evaluate", "run_evaluation"),
     "load_generator": ("spark_synth.tracking", "load_generator"),
     "TrainConfig": ("spark_synth.config", "TrainConfig"),
     "GenerateConfig": ("spark_synth.config", "GenerateConfig"),

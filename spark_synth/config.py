@@ -149,7 +149,7 @@ class SamplingSettings(_Strict):
     fair_sensitive: str | None = None
 
     def controls(self):
-        from spark_synth.controls import Controls
+        from spark_synth.generators.controls import Controls
 
         controls = Controls(self.temperature, self.top_p, self.rebalance, dict(self.shares), self.fair_target,
                             self.fair_sensitive)
@@ -314,7 +314,7 @@ def _config_text(path: str, overrides: dict[str, Any]) -> str:
             return handle.read()
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
         raise SynthError(f"config file {path} does not exist.", "Check the --config path.")
-    from spark_synth.spark import get_spark
+    from spark_synth.spark.session import get_spark
 
     spark = get_spark(overrides.get("master"), overrides.get("remote"))
     try:

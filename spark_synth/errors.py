@@ -28,6 +28,12 @@ class JobFailed(SynthError):
     exit_status = 1
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (Spark's and delta-rs' run on for pages), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 _STAGE_FAILURE = re.compile(r"Task \S+ in stage \S+ failed \d+ times")
 _TASK_SYNTH_ERROR = re.compile(r"spark_synth\.errors\.SynthError: (.+?)(?: Fix: (.+))?$", re.MULTILINE)
 _CAUSES = ("Python worker exited unexpectedly", "ExecutorLostFailure", "OutOfMemoryError", "Container killed")

@@ -1,7 +1,7 @@
 """What a command may delete or replace: only what it wrote itself. No Spark, no torch: paths only.
 
 A model dir is replaced whole when a training ends, so it may hold nothing but a generator's own files
-(``FLAT_FILES`` or ``LOG_FILES``, exactly what ``Generator.save`` / ``LogGenerator.save`` write); anything
+(``FLAT_FILES`` or ``LOG_FILES``, exactly what ``FlatGenerator.save`` / ``LogGenerator.save`` write); anything
 else there is the user's and the command is refused before any work. A new generator is written to a
 staging sibling and swapped in by renames, so a failure leaves the old generator or the new one, never
 neither. Inputs, outputs, model, checkpoint and work dirs must not be the same place or nested in one

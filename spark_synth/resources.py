@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from spark_synth.errors import SynthError
 
 if TYPE_CHECKING:
-    from spark_synth.generator import Generator
-    from spark_synth.log_generator import LogGenerator
+    from spark_synth.generators.kinds import Generator
 
 DEFAULT_TASK_MEMORY_MB = 4096  # a worst case: most chunks use far less
 ARROW_COPIES = 3  # decoded parts, the combined batch, the buffer sent to the JVM
@@ -47,35 +46,16 @@ def model_bytes(model: Any) -> int:
     return weights + len(cards) * sum(cards) * hidden * 4
 
 
-def chunk_memory(generator: Generator | LogGenerator, chunk: int) -> int:
-    """Upper estimate, in bytes, of one task's memory for a chunk of ``chunk`` rows (flat) or subjects (log)."""
-    from spark_synth.generator import SUB_BATCH
-    from spark_synth.log_generator import EVENT_BATCH, LogGenerator
-
-    if isinstance(generator, LogGenerator):
-        events = chunk * generator.sequence["max_length"]
-        event_columns = [*generator.event_stats["columns"], {"spark_type": "string", "encoding": "key"}]
-        sub_columns = generator.model.events.n_sub
-        workspace = min(chunk, EVENT_BATCH) * generator.sequence["max_length"] * sub_columns * 8 * 3  # codes, 3 copies
-        return (model_bytes(generator.model.events) + model_bytes(generator.subjects.model) + workspace
-                + events * row_bytes(event_columns) * ARROW_COPIES)
-    model = generator.model
-    workspace = SUB_BATCH * model.n_sub * (16 + 4 * model.config.hidden)
-    return model_bytes(model) + workspace + chunk * row_bytes(generator.stats["columns"]) * ARROW_COPIES
-
-
-def check_chunk_fits(generator: Generator | LogGenerator, chunk: int, limit_mb: int, flag: str) -> None:
+def check_chunk_fits(generator: Generator, chunk: int, limit_mb: int, flag: str) -> None:
     """Refuse a chunk whose task would need more than ``limit_mb``, naming the largest chunk that fits."""
-    need = chunk_memory(generator, chunk)
+    need = generator.chunk_memory(chunk)
     limit = limit_mb * 2**20
     if need <= limit:
         return
-    fixed = chunk_memory(generator, 0)
+    fixed = generator.chunk_memory(0)
     per_unit = max((need - fixed) / max(chunk, 1), 1.0)
     fits = int((limit - fixed) / per_unit) if limit > fixed else 0
-    from spark_synth.log_generator import LogGenerator
-
-    unit = "subjects" if isinstance(generator, LogGenerator) else "rows"
+    unit = generator.unit
     fix = (f"Lower {flag} to {fits:,} or less, or raise --max-task-memory-mb (and the executors' memory to match)."
            if fits > 0 else "Raise --max-task-memory-mb (and the executors' memory to match): the generator alone "
            "does not fit.")

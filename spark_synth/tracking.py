@@ -17,8 +17,7 @@ from spark_synth.errors import SynthError
 from spark_synth.secrets import redact
 
 if TYPE_CHECKING:
-    from spark_synth.generator import Generator
-    from spark_synth.log_generator import LogGenerator
+    from spark_synth.generators.kinds import Generator
 
 GENERATOR_ARTIFACT = "generator"
 
@@ -126,7 +125,7 @@ def log_generator(model_dir: str, sample: pd.DataFrame, register: str | None, al
     import spark_synth
 
     mlflow.log_artifacts(model_dir, artifact_path=GENERATOR_ARTIFACT)
-    code_file = os.path.join(os.path.dirname(spark_synth.__file__), "mlflow_model.py")
+    code_file = os.path.join(os.path.dirname(spark_synth.__file__), "generators", "mlflow_model.py")
     with warnings.catch_warnings():  # MLflow's generic hints about int columns and input examples
         warnings.simplefilter("ignore", UserWarning)
         output = infer_signature(sample).inputs  # the generated columns and their types
@@ -188,10 +187,10 @@ def promote(model_uri: str, alias: str, tracking_uri: str | None = None, registr
     return str(version)
 
 
-def load_generator(model: str, tracking_uri: str | None = None) -> Generator | LogGenerator:
+def load_generator(model: str, tracking_uri: str | None = None) -> Generator:
     """A flat or event-log generator from a directory, or from a ``models:/...`` / ``runs:/...`` URI
     (downloaded, then removed)."""
-    from spark_synth.log_generator import load_directory
+    from spark_synth.generators.kinds import load_directory
 
     if not model.startswith(("models:/", "runs:/")):
         return load_directory(model)

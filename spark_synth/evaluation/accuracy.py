@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_synth.schema import quoted
+from spark_synth.spark.schema import quoted
 
 # Bin codes shared by all column kinds; regular bins are 0, 1, 2, ...
 NA_BIN = -1

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from spark_synth import tracking
 from spark_synth.config import EvaluateConfig, TrainConfig
 from spark_synth.evaluation.evaluation import evaluate, summary_json
-from spark_synth.evaluation.stage import write_atomically
+from spark_synth.stages.evaluate import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_synth import __version__
-from spark_synth.analyze import identifier_columns
 from spark_synth.config import EvaluateConfig
 from spark_synth.errors import SynthError
 from spark_synth.evaluation import plots
@@ -34,7 +33,8 @@ from spark_synth.evaluation.matches import identical_shares
 from spark_synth.evaluation.membership import membership_audit
 from spark_synth.evaluation.report import render
 from spark_synth.evaluation.utility import tstr
-from spark_synth.io import derived_subjects, read_table
+from spark_synth.spark.analyze import identifier_columns
+from spark_synth.spark.io import derived_subjects, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _Progress:
 def evaluate(config: EvaluateConfig, spark: SparkSession | None = None, privacy: dict | None = None) -> Evaluation:
     """Score the synthetic data of ``config``; ``privacy`` is a generator's DP record (epsilon, delta)."""
     if spark is None:
-        from spark_synth.spark import session_for
+        from spark_synth.spark.session import session_for
 
         spark = session_for(config)
     cached: list[DataFrame] = []

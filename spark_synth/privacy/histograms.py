@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # a plan is read, never built here: this module stays free of Spark
-    from spark_synth.schema import ColumnPlan
+    from spark_synth.spark.schema import ColumnPlan
 
 import math
 from statistics import NormalDist

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from spark_synth import dp
 from spark_synth.encoding.packing import Field
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+from spark_synth.training import dp_plan as dp
 from spark_synth.training.checkpoint import Checkpointer
 from spark_synth.training.collective import Collective, HorovodCollective, TorchCollective
 from spark_synth.training.data import (

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.data import CENSUS_DIR
 
-from spark_synth.analyze import analyze
 from spark_synth.config import ColumnSettings
 from spark_synth.errors import SynthError
-from spark_synth.schema import plan_columns
-
-CENSUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "census"  # ../shared beside the repo
+from spark_synth.spark.analyze import analyze
+from spark_synth.spark.schema import plan_columns
 
 CENSUS = str(CENSUS_DIR / "census_train.parquet")
 

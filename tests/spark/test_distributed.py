@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import N_PLAYERS
 from opacus.accountants import RDPAccountant
-from test_bad_input import assert_rejected
-from test_logs import log_argv, write_log
+from support.commands import assert_rejected, log_argv, write_log
+from support.data import N_PLAYERS
 
-from spark_synth import cli, dp
+from spark_synth.face import cli
 from spark_synth.faults import KILL_ENV
-from spark_synth.generator import Generator
-from spark_synth.log_generator import LogGenerator
+from spark_synth.generators.event_log import LogGenerator
+from spark_synth.generators.flat import FlatGenerator
+from spark_synth.training import dp_plan as dp
 
 DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
 
@@ -76,7 +76,7 @@ def test_torch_distributor_trains_two_ranks_that_end_with_equal_weights(train, m
     assert all(r["train_rows"] > 1000 for r in ranks)  # disjoint shards, near-even
     assert sum(r["train_rows"] + r["validation_rows"] for r in ranks) == 3000
     assert meta["epochs"] == 3
-    sample = Generator.load(str(model_dir)).sample(200, seed=1)
+    sample = FlatGenerator.load(str(model_dir)).sample(200, seed=1)
     assert len(sample) == 200 and sample["income"].notna().all()
     history = mlflow_store.client().get_metric_history(meta["mlflow_run_id"], "val_loss")
     assert [m.step for m in history] == [1, 2, 3]  # the workers' epochs, logged by the driver

@@ -10,32 +10,12 @@ spark-submit passes the Python driver's stderr on to its own stdout: errors are 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+from support.commands import CHUNK, ROWS, SEED, submit_generate
 
-from spark_synth.faults import KILL_CHUNK_ENV
-from spark_synth.generator import Generator
-
-ROOT = Path(__file__).resolve().parents[2]
-SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
-ROWS, CHUNK, SEED = 12_000, 2_000, 7  # 6 chunks on 2 tasks: chunk 1 is a task's second
-
-
-def submit_generate(model_dir: Path, output: Path, fault: str | None, *extra: str,
-                    size: tuple[str, int] = ("--rows", ROWS), chunk: int = CHUNK) -> subprocess.CompletedProcess:
-    """``spark-submit jobs/generate.py`` on ``local[2,3]`` (up to 3 attempts per task), with the fault armed."""
-    argv = [str(SPARK_SUBMIT), "--master", "local[2,3]", "--driver-memory", "1g", "jobs/generate.py",
-            "--model", str(model_dir), size[0], str(size[1]), "--chunk-size", str(chunk), "--partitions", "2",
-            "--seed", str(SEED), "--output", str(output), *extra]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.pop(KILL_CHUNK_ENV, None)
-    if fault:
-        env[KILL_CHUNK_ENV] = fault
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+from spark_synth.generators.flat import FlatGenerator
 
 
 def test_a_task_killed_mid_write_is_retried_to_identical_output(trained_generator, tmp_path: Path) -> None:
@@ -45,7 +25,7 @@ def test_a_task_killed_mid_write_is_retried_to_identical_output(trained_generato
     assert "Python worker exited unexpectedly" in done.stderr or "crashed" in done.stderr, \
         "the fault did not fire: no lost task in the log"
     written = pd.read_parquet(output)
-    expected = Generator.load(str(trained_generator.model_dir)).sample(ROWS, seed=SEED, chunk_size=CHUNK)
+    expected = FlatGenerator.load(str(trained_generator.model_dir)).sample(ROWS, seed=SEED, chunk_size=CHUNK)
     assert len(written) == ROWS
     key = list(expected.columns)
     pd.testing.assert_frame_equal(written.sort_values(key).reset_index(drop=True),

@@ -1,4 +1,4 @@
-"""spark_synth.io against real Spark and real files: format inference, atomic writes, Delta via delta-rs."""
+"""spark_synth.spark.io against real Spark and real files: format inference, atomic writes, Delta via delta-rs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType
 
 from spark_synth.errors import SynthError
-from spark_synth.io import delete_path, path_exists, read_table, write_table
+from spark_synth.spark.io import delete_path, path_exists, read_table, write_table
 
 SCHEMA = "id int, name string, score double, born date, seen timestamp"
 ROWS = [

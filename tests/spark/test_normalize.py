@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spark_synth.normalize import PROBE_ROWS, normalize
-from spark_synth.schema import plan_columns
+from spark_synth.spark.normalize import PROBE_ROWS, normalize
+from spark_synth.spark.schema import plan_columns
 
 
 def test_text_dates_are_found_and_text_stays_text(spark) -> None:

@@ -14,17 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from support.data import CENSUS
 
-from spark_synth.analyze import analyze
 from spark_synth.config import ColumnSettings
-from spark_synth.datasets import simulate_log
-from spark_synth.encode import encode_to_shards
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import unpack
-from spark_synth.normalize import normalize
-from spark_synth.schema import plan_columns, quoted
+from spark_synth.examples.datasets import simulate_log
+from spark_synth.spark.analyze import analyze
+from spark_synth.spark.encode import encode_to_shards
+from spark_synth.spark.normalize import normalize
+from spark_synth.spark.schema import plan_columns, quoted
 
-CENSUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "census" / "census_train.parquet"
 ROW = "__row"
 
 
