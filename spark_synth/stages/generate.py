@@ -45,7 +45,7 @@ def generate(config: GenerateConfig, spark: SparkSession | None = None) -> int:
         check_chunk_fits(generator, chunk, config.max_task_memory_mb, "--chunk-size")
     spark = spark or session_for(config)
     tracking.configure(config.tracking_uri, config.registry_uri)
-    targets = output_targets(config.output, config.format, generator.outputs)
+    targets = _output_targets(config.output, config.format, generator.outputs)
     taken = list(targets.values()) if config.format == "table" else [config.output]  # several tables share a folder
     if config.mode == "error" and any(output_exists(spark, t, config.format) for t in taken):
         raise SynthError(f"output {config.output} already exists.", "Choose a new --output or pass --mode overwrite.")
@@ -86,7 +86,7 @@ def _requested(generator: Generator, config: GenerateConfig) -> int:
     return config.rows or config.subjects or 0
 
 
-def output_targets(output: str, fmt: str, outputs: tuple[str, ...]) -> dict[str, str]:
+def _output_targets(output: str, fmt: str, outputs: tuple[str, ...]) -> dict[str, str]:
     """Where each output table goes: one table to OUTPUT itself; several to OUTPUT/NAME (paths) or to tables
     OUTPUT_NAME (catalog)."""
     if len(outputs) == 1:

@@ -32,7 +32,7 @@ from spark_synth.spark.io.files import (
 from spark_synth.spark.io.fs import DELTA_LOG, FileSystem, delete_path, path_exists
 from spark_synth.spark.schema import quoted
 
-__all__ = ["READ_FORMATS", "WRITE_FORMATS", "WRITE_MODES", "check_table_name", "delete_output", "delete_path",
+__all__ = ["READ_FORMATS", "WRITE_FORMATS", "WRITE_MODES", "delete_output", "delete_path",
            "derived_subjects", "output_exists", "path_exists", "read_table", "write_table", "write_tables_together"]
 
 READ_FORMATS = ("parquet", "csv", "delta", "table")
