@@ -127,7 +127,7 @@ def main() -> None:
                 config = TrainConfig(data=source, model_dir=os.path.join(work, "unused"), work_dir=work, seed=r)
                 workspace = Workspace(config)
                 started = time.perf_counter()
-                prepared = prepare_flat(config, spark, workspace)
+                prepared = prepare_flat(config, config.schema(), spark, workspace)
                 times["ours"].append(time.perf_counter() - started)
                 encoded = prepared.train_rows + prepared.validation_rows
                 workspace.remove()

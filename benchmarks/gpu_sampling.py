@@ -351,7 +351,7 @@ def measure_log(lg: LogGenerator, device: str, sub_batch: int | None, bf16: bool
 
     event_rng = torch_generator(int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]), dev)
     decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
-    max_length = lg.sequence["max_length"]
+    max_length = lg.sequence.max_length
     counts = Counts(lg.model_config.events.cardinalities, head)
     lengths = np.zeros(max_length + 1, dtype=np.int64)
     emitted = sampled = 0
@@ -403,7 +403,7 @@ def log_repeatable(lg: LogGenerator, size: int) -> bool:
 
 def log_section(args: argparse.Namespace, budget: Budget, save: Callable[[], None], section: dict[str, Any]) -> None:
     lg = LogGenerator.load(args.log_model)
-    section |= {"model": os.path.abspath(args.log_model), "max_length": lg.sequence["max_length"],
+    section |= {"model": os.path.abspath(args.log_model), "max_length": lg.sequence.max_length,
                 "event_sub_columns": lg.model.events.n_sub, "hidden": lg.model_config.events.hidden, "results": []}
     sizes = sorted(args.log_sizes)
     counts: dict[str, tuple[Counts, np.ndarray]] = {}

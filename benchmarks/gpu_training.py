@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from spark_synth.encoding import TableCodec  # noqa: E402
 from spark_synth.encoding.packing import Field, layout, pack  # noqa: E402
 from spark_synth.model.argn import ModelConfig  # noqa: E402
+from spark_synth.privacy import plan as dp  # noqa: E402
 from spark_synth.privacy.budget import Budget, statistics_noise  # noqa: E402
-from spark_synth.training import dp_plan as dp  # noqa: E402
 from spark_synth.training.data import SPLIT_COLUMN  # noqa: E402
 from spark_synth.training.loop import TrainSettings  # noqa: E402
 from spark_synth.training.rank import Phase, RankJob, run_rank  # noqa: E402

@@ -180,7 +180,7 @@ def breakdown(model_dir: str, subjects: int) -> tuple[list[dict[str, Any]], dict
     event_rng = torch.Generator().manual_seed(
         int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]) & 0x7FFF_FFFF_FFFF_FFFF)
     decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
-    max_length, emitted, event_tables, sampled = generator.sequence["max_length"], 0, [], 0
+    max_length, emitted, event_tables, sampled = generator.sequence.max_length, 0, [], 0
     for start, codes in event_batches(replayed):
         t0 = time.perf_counter()
         event_codes, owner, step = generator.model.sample(codes, event_rng, generator.tables, generator.pins_first,
@@ -330,9 +330,9 @@ def main() -> None:
                                     chunk_size=chunk_size), spark)
 
         def baseline(subjects: int, events: int, seed: int) -> None:
-            baseline_frame(spark, real_subjects, subject_types, subjects, seed, key=seq["subject_key"]) \
+            baseline_frame(spark, real_subjects, subject_types, subjects, seed, key=seq.subject_key) \
                 .write.mode("overwrite").parquet(os.path.join(base_out, "subjects"))
-            baseline_frame(spark, real_events, event_types, events, seed + 1, foreign_key=seq["foreign_key"],
+            baseline_frame(spark, real_events, event_types, events, seed + 1, foreign_key=seq.foreign_key,
                            n_subjects=subjects).write.mode("overwrite").parquet(os.path.join(base_out, "events"))
 
         def written(name: str) -> int:
@@ -383,7 +383,7 @@ def main() -> None:
     result = {"benchmark": "log_generation", "dataset": args.dataset, "subjects": sizes, "repeats": args.repeats, "master": args.master,
               "chunk_size": args.chunk_size, "machine": host,
               "model": {"dir": args.model, "trained_minutes": None if args.model else args.train_minutes,
-                        "max_sequence_length": seq["max_length"], "meta": generator.meta},
+                        "max_sequence_length": seq.max_length, "meta": generator.meta},
               "real_events_per_subject": real_mean, "sizes": per_size, "memory_growth": growth,
               "peak_mib_sampled": sampler.peaks, "driver_vmhwm_mib": driver_hwm,
               "breakdown": stages, "breakdown_public_methods": public}
@@ -418,7 +418,7 @@ def main() -> None:
     largest = per_size[-1]
     generated = largest["events_per_subject"]
     print(f"events per subject: {generated:.2f} generated at {largest['subjects']:,} subjects "
-          f"({generated / real_mean - 1:+.0%} vs {real_mean:.2f} in the training log; at most {seq['max_length']}), "
+          f"({generated / real_mean - 1:+.0%} vs {real_mean:.2f} in the training log; at most {seq.max_length}), "
           f"i.e. {generated / 10:.0%} of the issue's ~10: the generator's own draw, nothing padded or cut")
 
     print(f"\nin-process breakdown of one {args.breakdown_subjects:,}-subject chunk ({public['events']:,} events), "

@@ -31,7 +31,9 @@ _PUBLIC = {  # name -> (module, attribute)
     "GenerateConfig": ("spark_synth.config", "GenerateConfig"),
     "ImputeConfig": ("spark_synth.config", "ImputeConfig"),
     "EvaluateConfig": ("spark_synth.config", "EvaluateConfig"),
-    "ColumnSettings": ("spark_synth.config", "ColumnSettings"),
+    "ColumnSettings": ("spark_synth.tables", "ColumnSettings"),
+    "TableSpec": ("spark_synth.tables", "TableSpec"),
+    "ForeignKey": ("spark_synth.tables", "ForeignKey"),
     "SynthError": ("spark_synth.errors", "SynthError"),
 }
 __all__ = ["__version__", *_PUBLIC]

@@ -11,16 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spark_synth.errors import SynthError
 from spark_synth.resources import DEFAULT_TASK_MEMORY_MB
-
-Encoding = Literal["auto", "categorical", "numeric", "digits", "binned", "datetime", "key"]
-
-
-class ColumnSettings(BaseModel):
-    """Per-column overrides: force an encoding, or leave the column out of the model and output."""
-
-    model_config = ConfigDict(extra="forbid")
-    encoding: Encoding = "auto"
-    exclude: bool = False
+from spark_synth.tables import ColumnSettings, ForeignKey, Schema, TableSpec, schema
 
 
 class _Strict(BaseModel):
@@ -51,6 +42,8 @@ class SessionSettings(_Strict):
 
 class TrainConfig(SessionSettings):
     data: Any = Field(None, description="path, Spark table name, or a Spark DataFrame (Python API)")
+    tables: list[TableSpec] | None = Field(None, description="a schema of tables with keys (instead of --data or "
+                                                              "--subjects/--events)")
     # an event log instead of a flat table: a subject table and its events, linked by key
     subjects: Any = Field(None, description="subject table: path, table name or DataFrame")
     subject_key: str | None = None
@@ -120,6 +113,10 @@ class TrainConfig(SessionSettings):
     def _one_input(self) -> TrainConfig:
         log_settings = {"subjects": self.subjects, "subject_key": self.subject_key, "events": self.events,
                         "foreign_key": self.foreign_key}
+        if self.tables is not None:
+            if self.data is not None or any(v is not None for v in (*log_settings.values(), self.order_by)):
+                raise ValueError("give either `tables:` (a schema) or --data / --subjects/--events, not both")
+            return self
         if self.data is not None and any(v is not None for v in (*log_settings.values(), self.order_by)):
             raise ValueError("give either --data (a flat table) or --subjects/--events (an event log), not both")
         if self.data is None and all(v is None for v in log_settings.values()):
@@ -133,9 +130,21 @@ class TrainConfig(SessionSettings):
             raise ValueError(f"an event log also needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
         return self
 
+    def schema(self) -> Schema:
+        """The input as a checked schema of tables: ``tables:`` as given, or the flags' one table (--data) or
+        event log (--subjects/--events; without --subjects, the subjects are derived from the events' keys)."""
+        if self.tables is not None:
+            return schema(self.tables, self.columns)
+        if self.data is not None:
+            return schema([TableSpec(name="data", source=self.data)], self.columns)
+        subjects = TableSpec(name="subjects", source=self.subjects, primary_key=self.subject_key)
+        events = TableSpec(name="events", source=self.events, order_by=self.order_by,
+                           foreign_keys=(ForeignKey(column=self.foreign_key, references="subjects"),))
+        return schema([subjects, events], self.columns)
+
     @property
     def is_log(self) -> bool:
-        return self.data is None
+        return self.schema().shape == "event_log"
 
 
 class SamplingSettings(_Strict):

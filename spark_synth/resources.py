@@ -9,8 +9,10 @@ refused on the driver with the chunk size that would, instead of an executor dyi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.errors import SynthError
 
 if TYPE_CHECKING:
@@ -22,20 +24,20 @@ FIXED_TYPES = {"boolean": 2, "tinyint": 2, "smallint": 3, "int": 5, "date": 5, "
 KEY_BYTES = 24  # "syn-<row>" keys
 
 
-def value_bytes(column: dict[str, Any]) -> int:
+def value_bytes(column: ColumnStats) -> int:
     """Upper estimate of one value of a column in Arrow: fixed width, or offset + the longest known string."""
-    kind = column["spark_type"]
+    kind = column.spark_type
     if kind in FIXED_TYPES:
         return FIXED_TYPES[kind]
     if kind != "string":
         return 9  # bigint, double, timestamp: 8 bytes + validity
-    if column.get("encoding") == "key":
+    if column.encoding == "key":
         return KEY_BYTES
-    values = [v for v in column.get("values", ()) if isinstance(v, str)]
+    values = [v for v in column.values or () if isinstance(v, str)]
     return 5 + max((len(v.encode("utf-8")) for v in values), default=32)
 
 
-def row_bytes(columns: list[dict[str, Any]]) -> int:
+def row_bytes(columns: Iterable[ColumnStats]) -> int:
     return sum(value_bytes(c) for c in columns)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "spark_synth"
 SPARK_FREE = ("spark_synth.encoding", "spark_synth.model", "spark_synth.training", "spark_synth.privacy",
-              "spark_synth.generators", "spark_synth.ownership", "spark_synth.errors", "spark_synth.resources")
+              "spark_synth.generators", "spark_synth.ownership", "spark_synth.errors", "spark_synth.resources",
+              "spark_synth.tables")
 
 
 def _module_name(path: Path) -> str:
@@ -127,3 +128,17 @@ def test_the_public_api_resolves_every_name() -> None:
 
     assert {name: callable(getattr(spark_synth, name)) for name in spark_synth.__all__ if name != "__version__"} == \
         {name: True for name in spark_synth.__all__ if name != "__version__"}
+
+
+def test_privacy_math_imports_neither_spark_nor_the_training_loop() -> None:
+    """The accounting and the DP plan stand alone: reviewed, tested and reused without the training or Spark."""
+    graph = _graph()
+    reached: dict[str, set[str]] = {}
+    for name in (m for m in MODULES if m.startswith("spark_synth.privacy")):
+        seen, todo = set(), [name]
+        while todo:
+            for target in graph[todo.pop()] - seen:
+                seen.add(target)
+                todo.append(target)
+        reached[name] = {m for m in seen if m.startswith(("spark_synth.training", "spark_synth.spark", "spark_synth.stages"))}
+    assert reached == {name: set() for name in reached}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
+
+from spark_synth.encoding.stats import ColumnStats
 
 NULL_CODE = 0
 
@@ -27,7 +29,7 @@ class ColumnCodec(Protocol):
     """
 
     name: str
-    stats: dict[str, Any]
+    stats: ColumnStats
     sub_columns: list[SubColumn]
 
     def encode(self, values: pa.Array) -> np.ndarray: ...

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_synth.encoding.base import NULL_CODE, SubColumn, null_mask
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.encoding.types import arrow_type
 
 RARE_CODE = 1
@@ -23,11 +24,11 @@ class CategoricalCodec:
     a rare number is encoded as the nearest kept value instead (its neighbours are protected).
     """
 
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.name: str = stats["name"]
+    def __init__(self, stats: ColumnStats) -> None:
+        self.name: str = stats.name
         self.stats = stats
-        self.values: list[Any] = list(stats["values"])
-        self.type = arrow_type(stats["spark_type"])
+        self.values: list[Any] = list(stats.values or ())
+        self.type = arrow_type(stats.spark_type)
         self.numeric = pa.types.is_integer(self.type) or pa.types.is_floating(self.type) or pa.types.is_decimal(self.type)
         self.sub_columns = [SubColumn(self.name, FIRST_VALUE_CODE + len(self.values))]
         value_type = pa.float64() if self.numeric else (pa.string() if not pa.types.is_boolean(self.type) else pa.bool_())

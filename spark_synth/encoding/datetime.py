@@ -7,13 +7,12 @@ impossible combinations (Feb 30) are repaired at decode by clipping the day to t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_synth.encoding.base import SubColumn, null_mask
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.encoding.types import arrow_type
 
 MICROS_PER_DAY = 86_400_000_000
@@ -30,12 +29,12 @@ def to_micros(values: pa.Array) -> np.ndarray:
 
 
 class DatetimeCodec:
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.name: str = stats["name"]
+    def __init__(self, stats: ColumnStats) -> None:
+        self.name: str = stats.name
         self.stats = stats
-        self.low, self.high = int(stats["min"]), int(stats["max"])  # protected bounds, epoch micros
-        self.has_time = bool(stats.get("has_time", False))
-        self.has_nulls = bool(stats["has_nulls"])
+        self.low, self.high = int(stats.min), int(stats.max)  # protected bounds, epoch micros
+        self.has_time = bool(stats.has_time)
+        self.has_nulls = bool(stats.has_nulls)
         self.year0 = int(np.datetime64(self.low, "us").astype("datetime64[Y]").astype(np.int64)) + 1970
         year1 = int(np.datetime64(self.high, "us").astype("datetime64[Y]").astype(np.int64)) + 1970
         subs = [SubColumn(f"{self.name}__null", 2)] if self.has_nulls else []
@@ -81,13 +80,13 @@ class DatetimeCodec:
             for i, (_, _, unit) in enumerate(TIME_PARTS):
                 micros = micros + parts[:, 3 + i].astype(np.int64) * unit
         micros = np.clip(micros, self.low, self.high)
-        text_format = self.stats.get("text_format")
+        text_format = self.stats.text_format
         if text_format == "date":  # parsed from ISO text: written back as the same text
             return pa.array(micros // MICROS_PER_DAY, mask=nulls).cast(pa.int32()).cast(pa.date32()).cast(pa.string())
         if text_format == "timestamp":
             stamps = pa.array(micros, mask=nulls).cast(pa.int64()).cast(pa.timestamp("us"))
             return pc.strftime(stamps, format="%Y-%m-%d %H:%M:%S")
-        target = arrow_type(self.stats["spark_type"])
+        target = arrow_type(self.stats.spark_type)
         if pa.types.is_date(target):
             return pa.array(micros // MICROS_PER_DAY, mask=nulls).cast(pa.int32()).cast(pa.date32())
         return pa.array(micros, mask=nulls).cast(pa.int64()).cast(target)

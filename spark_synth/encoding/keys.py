@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.encoding.types import arrow_type
 
 
 class KeyCodec:
     """Keys derived from the global row id: unique across chunks without coordination."""
 
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.name: str = stats["name"]
+    def __init__(self, stats: ColumnStats) -> None:
+        self.name: str = stats.name
         self.stats = stats
         self.sub_columns: list = []
-        self.type = arrow_type(stats["spark_type"])
+        self.type = arrow_type(stats.spark_type)
 
     def encode(self, values: pa.Array) -> np.ndarray:
         return np.zeros((len(values), 0), dtype=np.int32)

@@ -6,13 +6,12 @@ decode keeps real extremes out of the data the model sees and out of what it gen
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_synth.encoding.base import NULL_CODE, SubColumn, null_mask
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.encoding.types import arrow_type
 
 MAX_DIGITS = 5  # integers spanning fewer than 10**MAX_DIGITS values are coded digit by digit
@@ -36,13 +35,13 @@ class DigitsCodec:
     Digits let the model learn exact values (e.g. 99999 in capital gains) with small softmaxes.
     """
 
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.name: str = stats["name"]
+    def __init__(self, stats: ColumnStats) -> None:
+        self.name: str = stats.name
         self.stats = stats
-        self.low, self.high = int(stats["min"]), int(stats["max"])
+        self.low, self.high = int(stats.min), int(stats.max)
         span = self.high - self.low
         self.n_digits = max(1, len(str(span)))
-        self.has_nulls = bool(stats["has_nulls"])
+        self.has_nulls = bool(stats.has_nulls)
         subs = [SubColumn(f"{self.name}__null", 2)] if self.has_nulls else []
         leading = span // 10 ** (self.n_digits - 1)
         subs += [
@@ -67,7 +66,7 @@ class DigitsCodec:
         digits = codes[:, 1:] if self.has_nulls else codes
         powers = 10 ** np.arange(self.n_digits - 1, -1, -1, dtype=np.int64)
         x = np.clip(digits.astype(np.int64) @ powers + self.low, self.low, self.high)
-        return _to_arrow(x.astype(np.float64), nulls, self.stats["spark_type"])
+        return _to_arrow(x.astype(np.float64), nulls, self.stats.spark_type)
 
 
 class BinnedCodec:
@@ -77,13 +76,13 @@ class BinnedCodec:
     gets a bin of its own and decodes exactly, instead of being smeared over its neighbours.
     """
 
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.name: str = stats["name"]
+    def __init__(self, stats: ColumnStats) -> None:
+        self.name: str = stats.name
         self.stats = stats
-        self.low, self.high = float(stats["min"]), float(stats["max"])
-        self.integer = bool(stats.get("integral", False))
-        self.edges = np.unique(np.clip(np.asarray(stats["edges"], dtype=np.float64), self.low, self.high))
-        self.points = np.asarray(sorted(stats.get("point_masses", [])), dtype=np.float64)
+        self.low, self.high = float(stats.min), float(stats.max)
+        self.integer = bool(stats.integral)
+        self.edges = np.unique(np.clip(np.asarray(stats.edges, dtype=np.float64), self.low, self.high))
+        self.points = np.asarray(sorted(stats.point_masses or ()), dtype=np.float64)
         self.n_intervals = max(len(self.edges) - 1, 1)
         self.sub_columns = [SubColumn(self.name, 1 + len(self.points) + self.n_intervals)]
 
@@ -114,4 +113,4 @@ class BinnedCodec:
         if len(self.points):
             is_point = (code >= 1) & (code <= len(self.points))
             x = np.where(is_point, self.points[np.clip(code - 1, 0, len(self.points) - 1)], x)
-        return _to_arrow(np.clip(x, self.low, self.high), nulls, self.stats["spark_type"])
+        return _to_arrow(np.clip(x, self.low, self.high), nulls, self.stats.spark_type)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_synth.encoding.datetime import MICROS_PER_DAY, to_micros
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.encoding.types import FLOAT_TYPES, INTEGER_TYPES, arrow_type
 
 FIRST = "__order_first"
@@ -70,9 +71,9 @@ def restore(first: pa.Array, gap: pa.Array, is_start: np.ndarray, spark_type: st
     return pa.array(values).cast(target, safe=False)
 
 
-def fallback_units(stats: dict, spark_type: str) -> float:
+def fallback_units(stats: ColumnStats, spark_type: str) -> float:
     """The protected minimum of the first-value column, in the units of :func:`restore`."""
-    low = float(stats.get("min", stats.get("values", [0])[0] if stats.get("values") else 0))
+    low = float(stats.min if stats.min is not None else stats.values[0] if stats.values else 0)
     if spark_type == "date":
         return low / MICROS_PER_DAY  # datetime stats hold epoch microseconds
     return low

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
@@ -12,6 +10,7 @@ from spark_synth.encoding.categorical import RARE_CODE, CategoricalCodec
 from spark_synth.encoding.datetime import DatetimeCodec
 from spark_synth.encoding.keys import KeyCodec
 from spark_synth.encoding.numeric import BinnedCodec, DigitsCodec
+from spark_synth.encoding.stats import ColumnStats, TableStats
 
 CODECS: dict[str, type] = {
     "categorical": CategoricalCodec,
@@ -22,9 +21,9 @@ CODECS: dict[str, type] = {
 }
 
 
-def build_codec(column_stats: dict[str, Any]) -> ColumnCodec:
+def build_codec(column_stats: ColumnStats) -> ColumnCodec:
     """Rebuild a column codec from its (protected) statistics."""
-    return CODECS[column_stats["encoding"]](column_stats)
+    return CODECS[column_stats.encoding](column_stats)
 
 
 class TableCodec:
@@ -34,9 +33,9 @@ class TableCodec:
     one sub-column. ``column_slices[i]`` is the range of sub-columns of ``modelled[i]``.
     """
 
-    def __init__(self, stats: dict[str, Any]) -> None:
+    def __init__(self, stats: TableStats) -> None:
         self.stats = stats
-        self.columns: list[ColumnCodec] = [build_codec(c) for c in stats["columns"]]
+        self.columns: list[ColumnCodec] = [build_codec(c) for c in stats.columns]
         self.modelled = [c for c in self.columns if c.sub_columns]
         self.sub_columns: list[SubColumn] = [s for c in self.modelled for s in c.sub_columns]
         self.column_slices: list[tuple[int, int]] = []
@@ -55,12 +54,12 @@ class TableCodec:
         """
         out: dict[int, list[int]] = {}
         for codec, (start, _) in zip(self.modelled, self.column_slices, strict=True):
-            if isinstance(codec, BinnedCodec) and not codec.stats.get("has_nulls", True):
+            if isinstance(codec, BinnedCodec) and not codec.stats.has_nulls:
                 out[start] = [NULL_CODE]
             elif isinstance(codec, CategoricalCodec):
                 # a numeric category never encodes RARE: rare numbers snap to their nearest released value
-                codes = [NULL_CODE] * (not codec.stats.get("has_nulls", True)) + [RARE_CODE] * (
-                    codec.numeric or not codec.stats.get("has_rare", True))
+                codes = [NULL_CODE] * (not codec.stats.has_nulls) + [RARE_CODE] * (
+                    codec.numeric or not codec.stats.has_rare)
                 if codes:
                     out[start] = codes
         return out

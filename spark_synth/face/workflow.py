@@ -61,9 +61,11 @@ def load_workflow(path: str, settings: list[tuple[str, Any]] = (), **overrides: 
                              "registered.", "Add `register: NAME` to the training settings.")
         section.setdefault("rows", 10_000)
         section.setdefault("target", train.target)
-        inputs = {"training": train.data} if not train.is_log else {
-            "training_subjects": train.subjects, "training_events": train.events, "subject_key": train.subject_key,
-            "foreign_key": train.foreign_key, "order_by": train.order_by}
+        tables = train.schema()
+        inputs = {"training": tables.flat.source} if tables.shape == "flat" else {
+            "training_subjects": tables.subjects.source, "training_events": tables.events.source,
+            "subject_key": tables.link.subject_key, "foreign_key": tables.link.foreign_key,
+            "order_by": tables.link.order_by}
         # the model is the version training registers (or its directory): known only after training
         model = f"models:/{train.registered_model}" if train.registered_model else train.model_dir
         evaluate = validated(EvaluateConfig, {**shared, "experiment": train.experiment, "format": train.format,

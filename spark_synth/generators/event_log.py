@@ -24,6 +24,8 @@ from safetensors.torch import load, save
 
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, fallback_units, restore
+from spark_synth.encoding.sequence import SequenceSpec
+from spark_synth.encoding.stats import ColumnStats, TableStats
 from spark_synth.encoding.types import arrow_type
 from spark_synth.errors import SynthError
 from spark_synth.generators.controls import Controls, plan
@@ -59,8 +61,8 @@ class LogGenerator:
     unit: ClassVar[str] = "subjects"
     outputs: ClassVar[tuple[str, ...]] = ("subjects", "events")
     subjects: FlatGenerator
-    event_stats: dict[str, Any]
-    sequence: dict[str, Any]
+    event_stats: TableStats
+    sequence: SequenceSpec
     model_config: SequenceModelConfig
     state: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -72,11 +74,11 @@ class LogGenerator:
         self.model.eval()
         self._tables: torch.Tensor | None = None
         self._event_batch: int | None = None
-        self.key_codec = next(c for c in self.subjects.codec.columns if c.name == self.sequence["subject_key"])
+        self.key_codec = next(c for c in self.subjects.codec.columns if c.name == self.sequence.subject_key)
         self.pins_first, self.pins_later = self._order_pins()
 
     @property
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> TableStats:
         return self.subjects.stats
 
     # ---- persistence ------------------------------------------------------------------
@@ -84,10 +86,10 @@ class LogGenerator:
         subject_files = self.subjects.to_payload()
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "log-events", **self.model_config.to_dict()}
-        log = {"format_version": FORMAT_VERSION, "kind": "log", **self.sequence}
+        log = {"format_version": FORMAT_VERSION, "kind": "log", **self.sequence.to_json()}
         return {"log.json": json_bytes(log), "meta.json": json_bytes(self.meta),
                 **{f"subjects/{name}": subject_files[name] for name in ("stats.json", "model.json", "weights.safetensors")},
-                "events/stats.json": json_bytes(self.event_stats), "events/model.json": json_bytes(model),
+                "events/stats.json": json_bytes(self.event_stats.to_json()), "events/model.json": json_bytes(model),
                 "events/weights.safetensors": save(state)}
 
     @classmethod
@@ -105,7 +107,8 @@ class LogGenerator:
                                  "Load it with the spark-synth version that trained it, or retrain.")
             subject_files = {name: payload[f"subjects/{name}"] for name in ("stats.json", "model.json", "weights.safetensors")}
             subjects = FlatGenerator.from_payload({**subject_files, "meta.json": b"{}"}, where=f"{where}/subjects")
-            return cls(subjects, json.loads(payload["events/stats.json"]), log, SequenceModelConfig(**config),
+            return cls(subjects, TableStats.from_json(json.loads(payload["events/stats.json"])), SequenceSpec.from_json(log),
+                       SequenceModelConfig(**config),
                        load(payload["events/weights.safetensors"]), json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
@@ -169,13 +172,13 @@ class LogGenerator:
 
     def _order_pins(self) -> tuple[dict[int, int], dict[int, int]]:
         """The order column's first-value part is null after step 0 and its gap part null at step 0."""
-        if not self.sequence.get("gap_coded"):
+        if not self.sequence.gap_coded:
             return {}, {}
         slices = dict(zip((c.name for c in self.event_codec.modelled), self.event_codec.column_slices, strict=True))
         pins: list[dict[int, int]] = []
         for name in (GAP, FIRST):
             codec = next(c for c in self.event_codec.modelled if c.name == name)
-            null_codes = codec.encode(pa.array([None], type=arrow_type(codec.stats["spark_type"])))[0]
+            null_codes = codec.encode(pa.array([None], type=arrow_type(codec.stats.spark_type)))[0]
             lo, _ = slices[name]
             pins.append({lo + i: int(code) for i, code in enumerate(null_codes)})
         return pins[0], pins[1]
@@ -227,16 +230,16 @@ class LogGenerator:
 
     def chunk_memory(self, chunk: int) -> int:
         """Bounded by the worst case, every subject at the protected maximum length: the model never draws more."""
-        max_length = self.sequence["max_length"]
-        event_columns = [*self.event_stats["columns"], {"spark_type": "string", "encoding": "key"}]
+        max_length = self.sequence.max_length
+        event_columns = [*self.event_stats.columns, ColumnStats("key", "string", "key")]
         workspace = min(chunk, EVENT_BATCH) * max_length * self.model.events.n_sub * 8 * 3  # codes, 3 copies
         return (model_bytes(self.model.events) + model_bytes(self.subjects.model) + workspace
                 + chunk * max_length * row_bytes(event_columns) * ARROW_COPIES)
 
     def seed_columns(self, names: list[str]) -> list[str]:
         """A seed's subject columns; the key is refused (new keys link the generated events)."""
-        if self.sequence["subject_key"] in names:
-            raise SynthError(f"the seed holds the subject key '{self.sequence['subject_key']}'; generated subjects get "
+        if self.sequence.subject_key in names:
+            raise SynthError(f"the seed holds the subject key '{self.sequence.subject_key}'; generated subjects get "
                              "new keys, which link their events.", "Drop the key column from the seed, or pass seed "
                              "events, which it then links.")
         return self.subjects.seed_columns([n for n in names if n != SEED_EVENTS])
@@ -270,7 +273,7 @@ class LogGenerator:
         streams = self._streams(seed, chunk_id)
         event_rng = torch_generator(int(streams[EVENT_STREAM].generate_state(1, dtype=np.uint64)[0]), self.device)
         decode_rng = np.random.default_rng(streams[EVENT_DECODE_STREAM])
-        max_length = self.sequence["max_length"]
+        max_length = self.sequence.max_length
         given = seed_events_of(self, seed_batch) if seed_batch is not None else None
         batches, emitted = [], 0
         drawn = self._subject_codes(streams[SUBJECT_STREAM], n_subjects, controls, seed_batch)
@@ -310,14 +313,14 @@ class LogGenerator:
         seq = self.sequence
         arrays: dict[str, pa.Array] = {name: decoded.column(name) for name in decoded.schema.names}
         keys = self.key_codec.decode(np.zeros((len(subject_rows), 0)), None, subject_rows)
-        arrays[seq["foreign_key"]] = keys.cast(arrow_type(seq["foreign_key_type"]))
-        if seq.get("gap_coded"):
-            first_stats = next(c for c in self.event_stats["columns"] if c["name"] == FIRST)
-            order = restore(arrays.pop(FIRST), arrays.pop(GAP), is_start, seq["order_type"],
-                            fallback_units(first_stats, seq["order_type"]))
-            if seq.get("order_text") == "timestamp":  # parsed from text: written back as text
+        arrays[seq.foreign_key] = keys.cast(arrow_type(seq.foreign_key_type))
+        if seq.gap_coded:
+            first_stats = self.event_stats.column(FIRST)
+            order = restore(arrays.pop(FIRST), arrays.pop(GAP), is_start, seq.order_type,
+                            fallback_units(first_stats, seq.order_type))
+            if seq.order_text == "timestamp":  # parsed from text: written back as text
                 order = pc.strftime(order, format="%Y-%m-%d %H:%M:%S")
-            arrays[seq["order_by"]] = order.cast(pa.string()) if seq.get("order_text") else order
+            arrays[seq.order_by] = order.cast(pa.string()) if seq.order_text else order
         schema = self.event_schema
         return pa.RecordBatch.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
@@ -325,11 +328,11 @@ class LogGenerator:
     def event_types(self) -> dict[str, str]:
         """Spark type of every output event column, in the event table's column order."""
         seq = self.sequence
-        types = {c["name"]: c["spark_type"] for c in self.event_stats["columns"]}
-        types[seq["foreign_key"]] = seq["foreign_key_type"]
-        if seq.get("order_by") and seq.get("gap_coded"):
-            types[seq["order_by"]] = "string" if seq.get("order_text") else seq["order_type"]
-        return {name: types[name] for name in seq["event_columns"] if name in types}
+        types = {c.name: c.spark_type for c in self.event_stats.columns}
+        types[seq.foreign_key] = seq.foreign_key_type
+        if seq.order_by and seq.gap_coded:
+            types[seq.order_by] = "string" if seq.order_text else seq.order_type
+        return {name: types[name] for name in seq.event_columns if name in types}
 
     @property
     def event_schema(self) -> pa.Schema:
@@ -365,6 +368,44 @@ class LogGenerator:
         return subjects, events
 
 
+    # ---- serving: one table per request, events joined to their subject (spark_synth.generators.mlflow_model) --
+    @property
+    def max_rows_per_unit(self) -> int:
+        """Rows one subject adds to an answer, at most: a request is judged by its worst case before sampling."""
+        return max(1, int(self.sequence.max_length))
+
+    def serving_seed(self, request: pd.DataFrame) -> pd.DataFrame | None:
+        """The request as a seed (subject columns, and ``event.<column>`` columns for first events, the subject key
+        linking a subject's rows), or None: only ``rows``/``seed``."""
+        if not set(request.columns) - {"rows", "seed"}:
+            return None
+        key = self.sequence.subject_key
+        if any(c.startswith("event.") for c in request.columns) and key not in request.columns:
+            raise SynthError(f"seed events need the subject key '{key}' to link each event row to its subject.",
+                             f"Add '{key}' to every row of the request.")
+        return request.drop(columns=[c for c in ("rows", "seed") if c in request.columns])
+
+    def seed_units(self, seed_rows: pd.DataFrame) -> int:
+        """Subjects the seed asks for: one per row, or one per key where rows carry events."""
+        if any(c.startswith("event.") for c in seed_rows.columns):
+            return int(seed_rows[self.sequence.subject_key].nunique())
+        return len(seed_rows)
+
+    def sample_table(self, n: int, seed: int, controls: Controls | None = None) -> pd.DataFrame:
+        return denormalized(*self.sample(n, seed=seed, controls=controls), self.sequence)
+
+    def sample_seeded_table(self, seed_rows: pd.DataFrame, seed: int, controls: Controls | None = None) -> pd.DataFrame:
+        key, fk = self.sequence.subject_key, self.sequence.foreign_key
+        event_columns = [c for c in seed_rows.columns if c.startswith("event.")]
+        subject_columns = [c for c in seed_rows.columns if c not in event_columns]
+        if not event_columns:
+            return denormalized(*self.sample_seeded(seed_rows, seed, controls), self.sequence)
+        subjects = seed_rows[subject_columns].drop_duplicates(key)
+        rows = seed_rows[seed_rows[event_columns].notna().any(axis=1)]
+        events = rows[[key, *event_columns]].rename(columns={key: fk, **{c: c[len("event."):] for c in event_columns}})
+        return denormalized(*self.sample_seeded(subjects, seed, controls, seed_events=events), self.sequence)
+
+
 def event_batches(subject_codes: list[torch.Tensor], sub_batch: int = SUB_BATCH,
                   event_batch: int = EVENT_BATCH) -> list[tuple[int, torch.Tensor]]:
     """The chunk's subject sub-batches (of ``sub_batch``) joined into batches of ``event_batch``: (first subject,
@@ -373,10 +414,10 @@ def event_batches(subject_codes: list[torch.Tensor], sub_batch: int = SUB_BATCH,
     return [(i * sub_batch, torch.cat(subject_codes[i:i + per])) for i in range(0, len(subject_codes), per)]
 
 
-def denormalized(subjects: pd.DataFrame, events: pd.DataFrame, sequence: dict[str, Any]) -> pd.DataFrame:
+def denormalized(subjects: pd.DataFrame, events: pd.DataFrame, sequence: SequenceSpec) -> pd.DataFrame:
     """Events with their subject's attributes (subjects without events keep one row of nulls): the
     single table the MLflow pyfunc returns."""
-    key, fk = sequence["subject_key"], sequence["foreign_key"]
+    key, fk = sequence.subject_key, sequence.foreign_key
     right = events.rename(columns={c: f"event.{c}" for c in events.columns if c != fk})
     merged = subjects.merge(right, how="left", left_on=key, right_on=fk)
     return merged.drop(columns=[fk]) if fk != key else merged

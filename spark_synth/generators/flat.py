@@ -23,6 +23,7 @@ from safetensors.torch import load, save
 
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.base import null_mask
+from spark_synth.encoding.stats import TableStats
 from spark_synth.errors import SynthError
 from spark_synth.generators.controls import Controls, Plan, null_codes, plan
 from spark_synth.model.argn import FlatARGN, ModelConfig
@@ -43,7 +44,7 @@ class FlatGenerator:
 
     unit: ClassVar[str] = "rows"
     outputs: ClassVar[tuple[str, ...]] = ("rows",)
-    stats: dict[str, Any]
+    stats: TableStats
     model_config: ModelConfig
     state: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -63,7 +64,7 @@ class FlatGenerator:
         """The generator as its four files' bytes: what is saved, logged to MLflow, or shipped to workers."""
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         model = {"format_version": FORMAT_VERSION, "kind": "flat", **self.model_config.to_dict()}
-        return {"stats.json": json_bytes(self.stats), "model.json": json_bytes(model),
+        return {"stats.json": json_bytes(self.stats.to_json()), "model.json": json_bytes(model),
                 "meta.json": json_bytes(self.meta), "weights.safetensors": save(state)}
 
     @classmethod
@@ -77,7 +78,7 @@ class FlatGenerator:
             if config.pop("format_version", None) != FORMAT_VERSION or config.pop("kind", None) != "flat":
                 raise SynthError(f"{where} holds a generator format this version cannot read.",
                                  "Load it with the spark-synth version that trained it, or retrain.")
-            return cls(json.loads(payload["stats.json"]), ModelConfig(**config), load(payload["weights.safetensors"]),
+            return cls(TableStats.from_json(json.loads(payload["stats.json"])), ModelConfig(**config), load(payload["weights.safetensors"]),
                        json.loads(payload["meta.json"]))
 
     def save(self, directory: str) -> None:
@@ -128,7 +129,7 @@ class FlatGenerator:
 
     @property
     def output_types(self) -> dict[str, dict[str, str]]:
-        return {"rows": {c["name"]: c["spark_type"] for c in self.stats["columns"]}}
+        return {"rows": {c.name: c.spark_type for c in self.stats.columns}}
 
     def check_controls(self, controls: Controls | None, seed_columns: Collection[str] = ()) -> Controls:
         controls = controls or Controls()
@@ -145,7 +146,7 @@ class FlatGenerator:
 
     def chunk_memory(self, chunk: int) -> int:
         workspace = SUB_BATCH * self.model.n_sub * (16 + 4 * self.model.config.hidden)
-        return model_bytes(self.model) + workspace + chunk * row_bytes(self.stats["columns"]) * ARROW_COPIES
+        return model_bytes(self.model) + workspace + chunk * row_bytes(self.stats.columns) * ARROW_COPIES
 
     def generate_chunk(self, seed: int, chunk_id: int, n_rows: int, first_row: int,
                        controls: Controls | None = None) -> pa.RecordBatch:
@@ -286,7 +287,7 @@ class FlatGenerator:
     def arrow_schema(self) -> pa.Schema:
         from spark_synth.encoding.types import arrow_type
 
-        return pa.schema([(c["name"], arrow_type(c["spark_type"])) for c in self.stats["columns"]])
+        return pa.schema([(c.name, arrow_type(c.spark_type)) for c in self.stats.columns])
 
     def sample(self, n: int, seed: int = 0, chunk_size: int = 100_000, controls: Controls | None = None) -> pd.DataFrame:
         """n synthetic rows in this process: the first n rows of any Spark generation with this seed and chunk size."""
@@ -305,6 +306,23 @@ class FlatGenerator:
         self.seed_columns(list(seed_data.columns))
         batch = pa.RecordBatch.from_pandas(seed_data, preserve_index=False)
         return pa.Table.from_batches([self.generate_seeded(batch, seed, 0, 0, controls)]).to_pandas()
+
+    # ---- serving: one table per request (spark_synth.generators.mlflow_model) ------------------------------
+    max_rows_per_unit: ClassVar[int] = 1  # rows one unit adds to an answer, at most
+
+    def serving_seed(self, request: pd.DataFrame) -> pd.DataFrame | None:
+        """The request's seed rows (its columns of this table, rows not all null), or None: not seeded."""
+        seeded = [c for c in request.columns if c in self.codec.column_names]
+        return request[seeded].dropna(how="all") if seeded else None
+
+    def seed_units(self, seed_rows: pd.DataFrame) -> int:
+        return len(seed_rows)
+
+    def sample_table(self, n: int, seed: int, controls: Controls | None = None) -> pd.DataFrame:
+        return self.sample(n, seed=seed, controls=controls)
+
+    def sample_seeded_table(self, seed_rows: pd.DataFrame, seed: int, controls: Controls | None = None) -> pd.DataFrame:
+        return self.sample_seeded(seed_rows, seed=seed, controls=controls)
 
     def impute(self, data: pd.DataFrame, columns: list[str], seed: int = 0,
                controls: Controls | None = None) -> pd.DataFrame:

@@ -29,7 +29,7 @@ SEED_EVENT_ID = "__seed_event"  # each seed event's input position, so events wi
 
 def seed_event_columns(generator, names: list[str]) -> list[str]:
     """The seed events' columns besides the foreign key, in event-table order; unknown ones refused."""
-    fk = generator.sequence["foreign_key"]
+    fk = generator.sequence.foreign_key
     if fk not in names:
         raise SynthError(f"the seed events have no foreign key column '{fk}' linking them to the seed subjects.",
                          f"Add '{fk}' holding the key of each event's seed subject.")
@@ -43,7 +43,7 @@ def seed_event_columns(generator, names: list[str]) -> list[str]:
 
 def require_link(generator, subject_names: list[str]) -> str:
     """The subject key, which seed subjects must hold when seed events come with them."""
-    key = generator.sequence["subject_key"]
+    key = generator.sequence.subject_key
     if key not in subject_names:
         raise SynthError(f"seed events need the subject key '{key}' in the seed subjects, to link them.",
                          f"Add '{key}' to the seed subjects (it only links; generated subjects get new keys).")
@@ -52,7 +52,7 @@ def require_link(generator, subject_names: list[str]) -> str:
 
 def nest(subjects: pa.Table, events: pa.Table, generator) -> pa.RecordBatch:
     """Seed subjects (with the subject key) and their events -> seed rows with :data:`SEED_EVENTS`, key dropped."""
-    key, fk = require_link(generator, subjects.column_names), generator.sequence["foreign_key"]
+    key, fk = require_link(generator, subjects.column_names), generator.sequence.foreign_key
     columns = seed_event_columns(generator, events.column_names)
     subject_keys = pc.cast(subjects.column(key), pa.string())
     if pc.count_distinct(subject_keys).as_py() < subjects.num_rows or subject_keys.null_count:
@@ -110,13 +110,13 @@ def seed_events_of(generator, batch: pa.RecordBatch) -> SeedEvents | None:
     flat = pc.list_flatten(nested)
     owner = pc.list_parent_indices(nested).to_numpy(zero_copy_only=False).astype(np.int64)
     names = [f.name for f in flat.type]
-    columns = seed_event_columns(generator, [seq["foreign_key"], *names])
+    columns = seed_event_columns(generator, [seq.foreign_key, *names])
     events = pa.RecordBatch.from_arrays(flat.flatten(), names=names)
-    order_by = seq.get("order_by")
-    ordered = order_by in columns and bool(seq.get("gap_coded"))
+    order_by = seq.order_by
+    ordered = order_by in columns and bool(seq.gap_coded)
     keys = [events.column(SEED_EVENT_ID).to_numpy(zero_copy_only=False)] if SEED_EVENT_ID in names else []
     if ordered:  # by subject, then order value, then input position (np.lexsort: last key first)
-        values = events.column(order_by).cast(arrow_type(seq["order_type"]))
+        values = events.column(order_by).cast(arrow_type(seq.order_type))
         if values.null_count:
             raise SynthError(f"{values.null_count} seed event(s) have a null order column '{order_by}'.",
                              f"Give every seed event its '{order_by}'.")
@@ -124,15 +124,15 @@ def seed_events_of(generator, batch: pa.RecordBatch) -> SeedEvents | None:
     sort = np.lexsort([*keys, owner])
     events, owner = events.take(pa.array(sort)), owner[sort]
     lengths = np.bincount(owner, minlength=n)
-    if n and lengths.max(initial=0) > seq["max_length"]:
+    if n and lengths.max(initial=0) > seq.max_length:
         raise SynthError(f"a seed subject has {int(lengths.max())} events; this generator makes at most "
-                         f"{seq['max_length']} per subject.", f"Give at most {seq['max_length']} events per subject.")
+                         f"{seq.max_length} per subject.", f"Give at most {seq.max_length} events per subject.")
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     step = np.arange(len(owner)) - offsets[owner]
     given = {c: events.column(c) for c in columns}
     if ordered:
-        given[FIRST], given[GAP] = split(given.pop(order_by).cast(arrow_type(seq["order_type"])), step == 0,
-                                         seq["order_type"])
+        given[FIRST], given[GAP] = split(given.pop(order_by).cast(arrow_type(seq.order_type)), step == 0,
+                                         seq.order_type)
     codec = generator.event_codec
     codes = np.zeros((n, max(int(lengths.max(initial=0)), 1), len(codec.sub_columns)), dtype=np.int64)
     sub_columns = []
@@ -153,5 +153,4 @@ def _sortable(values: pa.Array) -> np.ndarray:
 
 
 def _stats_type(codec, name: str) -> pa.DataType:
-    stats = next(c for c in codec.stats["columns"] if c["name"] == name)
-    return arrow_type(stats["spark_type"])
+    return arrow_type(codec.stats.column(name).spark_type)

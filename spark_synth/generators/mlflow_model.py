@@ -23,73 +23,45 @@ from mlflow.pyfunc import PythonModel
 
 
 class GeneratorModel(PythonModel):
+    """Any generator kind through its serving contract (``serving_seed``, ``seed_units``, ``sample_table``,
+    ``sample_seeded_table``, ``max_rows_per_unit``): one table per request."""
+
     def load_context(self, context) -> None:
         from spark_synth.generators.kinds import load_directory
 
         self.generator = load_directory(context.artifacts["generator"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from spark_synth.generators.event_log import denormalized
-        from spark_synth.generators.flat import FlatGenerator
-
         params = params or {}
         controls = _controls(params)
-        if isinstance(self.generator, FlatGenerator):
-            seeded = [c for c in model_input.columns if c in self.generator.codec.column_names]
-            if seeded:
-                seed_rows = model_input[seeded].dropna(how="all")
-                _refuse_over_cap(len(seed_rows), f"{len(seed_rows):,} seed rows (one synthetic row each)")
-                return self.generator.sample_seeded(seed_rows, seed=int(params.get("seed", 0)), controls=controls)
-        elif set(model_input.columns) - {"rows", "seed"}:
-            subjects, events = self._seeded_log(model_input, int(params.get("seed", 0)), controls)
-            return denormalized(subjects, events, self.generator.sequence)
+        generator = self.generator
+        seed_rows = generator.serving_seed(model_input)
+        if seed_rows is not None:
+            _refuse_over_cap(len(seed_rows), f"{len(seed_rows):,} seed rows")
+            self._refuse_units_over_cap(generator.seed_units(seed_rows), f"seed {generator.unit}")
+            return generator.sample_seeded_table(seed_rows, int(params.get("seed", 0)), controls)
         requested = pd.to_numeric(model_input.get("rows", pd.Series([1] * len(model_input))), errors="coerce")
-        total = int(requested.fillna(1).clip(lower=0).sum())
-        if isinstance(self.generator, FlatGenerator):
-            _refuse_over_cap(total, f"{total:,} rows")
-        else:
-            self._refuse_log_over_cap(total, "subjects")
+        self._refuse_units_over_cap(int(requested.fillna(1).clip(lower=0).sum()), generator.unit)
         frames = []
         for request in model_input.to_dict("records"):
             rows = int(request["rows"]) if pd.notna(request.get("rows")) else 1
             seed = int(request["seed"]) if pd.notna(request.get("seed")) else 0
-            sample = self.generator.sample(rows, seed=seed, controls=controls)
-            if isinstance(sample, tuple):
-                sample = denormalized(*sample, self.generator.sequence)
-            frames.append(sample)
+            frames.append(generator.sample_table(rows, seed, controls))
         return pd.concat(frames, ignore_index=True)
 
-    def _seeded_log(self, model_input: pd.DataFrame, seed: int, controls):
-        """Seed subjects, and with ``event.*`` columns their first events, from one denormalised request."""
-        key, fk = self.generator.sequence["subject_key"], self.generator.sequence["foreign_key"]
-        event_columns = [c for c in model_input.columns if c.startswith("event.")]
-        subject_columns = [c for c in model_input.columns if c not in event_columns and c not in ("rows", "seed")]
-        _refuse_over_cap(len(model_input), f"{len(model_input):,} seed rows")
-        if not event_columns:
-            self._refuse_log_over_cap(len(model_input), "seed subjects")
-            return self.generator.sample_seeded(model_input[subject_columns], seed, controls)
-        if key not in model_input.columns:
-            from spark_synth.errors import SynthError
-
-            raise SynthError(f"seed events need the subject key '{key}' to link each event row to its subject.",
-                             f"Add '{key}' to every row of the request.")
-        subjects = model_input[subject_columns].drop_duplicates(key)
-        self._refuse_log_over_cap(len(subjects), "seed subjects")
-        rows = model_input[model_input[event_columns].notna().any(axis=1)]
-        events = rows[[key, *event_columns]].rename(columns={key: fk, **{c: c[len("event."):] for c in event_columns}})
-        return self.generator.sample_seeded(subjects, seed, controls, seed_events=events)
-
-    def _refuse_log_over_cap(self, subjects: int, what: str) -> None:
-        """Refuse, before any sampling, an event-log request whose answer could pass the cap. The answer has one
-        row per event (one for a subject without events) and no subject gets more events than the generator's
-        protected maximum sequence length, so ``subjects * max_length`` bounds it whatever is drawn; checking
-        the rows actually drawn would come after they already fill memory."""
-        max_length = max(1, int(self.generator.sequence["max_length"]))
+    def _refuse_units_over_cap(self, units: int, what: str) -> None:
+        """Refuse, before any sampling, a request whose answer could pass the cap. No unit adds more than
+        ``max_rows_per_unit`` rows (an event-log subject: one row per event, at most the protected maximum
+        sequence length), so ``units * max_rows_per_unit`` bounds the answer whatever is drawn; checking the
+        rows actually drawn would come after they already fill memory."""
+        per_unit = self.generator.max_rows_per_unit
         limit = max_request_rows()
-        if subjects * max_length > limit:
-            _refuse(f"the request asks for {subjects:,} {what}; with up to {max_length} events each (the "
-                    f"generator's maximum sequence length) the answer could hold {subjects * max_length:,} rows, "
-                    f"and one request may return at most {limit:,} rows ({limit // max_length:,} subjects).",
+        if per_unit == 1:
+            _refuse_over_cap(units, f"{units:,} {what}")
+        elif units * per_unit > limit:
+            _refuse(f"the request asks for {units:,} {what}; with up to {per_unit} events each (the "
+                    f"generator's maximum sequence length) the answer could hold {units * per_unit:,} rows, "
+                    f"and one request may return at most {limit:,} rows ({limit // per_unit:,} subjects).",
                     "ask for fewer subjects per request (split it)")
 
 

@@ -19,8 +19,9 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_synth.encoding.numeric import MAX_DIGITS
+from spark_synth.encoding.choice import check_digits, digits_or_binned, first_choice, numeric_choice
 from spark_synth.encoding.protect import K_MAX, K_MIN, draw_k, kept_categories, kth_bounds
+from spark_synth.encoding.stats import ColumnStats, TableStats
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.errors import SynthError
 from spark_synth.spark.codes import micros
@@ -42,8 +43,8 @@ def col(name: str):
 
 
 def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the input",
-            unit: str | None = None) -> dict[str, Any]:
-    """Protected statistics (JSON-able) for every planned column, in table order.
+            unit: str | None = None) -> TableStats:
+    """Protected statistics for every planned column, in table order.
 
     ``unit`` names the column that identifies whose row it is (the subject of an event log): then a
     category is kept only if enough distinct subjects hold it, and bounds are the k-th smallest of
@@ -66,40 +67,24 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the inpu
     probed = _probe(df, [p for p in plans if p.encoding == "auto" and p.kind != "datetime"])
     keys = _keys(df, [p for p in plans if p.encoding == "auto"], n_rows, overview, probed)
 
-    encodings: dict[str, str] = {}
-    for p in plans:
-        if p.encoding == "key" or p.name in keys:
-            encodings[p.name] = "key"
-        elif p.kind == "datetime":
-            encodings[p.name] = "datetime"
-        elif p.kind == "categorical" or p.encoding == "categorical":
-            encodings[p.name] = "categorical"
-        elif p.encoding in ("digits", "binned"):
-            encodings[p.name] = p.encoding
-        elif p.encoding == "auto" and probed[p.name][0] <= DISCRETE_PROBE:
-            encodings[p.name] = "discrete?"  # at most so many values in the first rows: decided by counting them all
-        else:
-            encodings[p.name] = "numeric?"
-
-    counted = [p for p in plans if encodings[p.name] in ("categorical", "discrete?")]
+    first = {p.name: first_choice(p.kind, p.encoding, p.name in keys) for p in plans}  # None: decided by the data
+    integral = {p.name: bool(is_integer_type(p.spark_type) or overview[p.name].get("integral", False)) for p in plans}
+    # a number with at most DISCRETE_PROBE values in its first rows may be discrete: decided by counting them all
+    maybe_discrete = {p.name for p in plans if first[p.name] is None and p.encoding == "auto"
+                      and probed[p.name][0] <= DISCRETE_PROBE}
+    counted = [p for p in plans if first[p.name] == "categorical" or p.name in maybe_discrete]
     counts = _value_counts(df, counted, unit)
+    kept = {p.name: kept_categories(counts.get(p.name, {}), k[p.name], MAX_CATEGORIES) for p in counted}
+    encodings: dict[str, str] = {}
     columns: dict[str, dict[str, Any]] = {}
-    for p in counted:
-        values = kept_categories(counts.get(p.name, {}), k[p.name], MAX_CATEGORIES)
-        if encodings[p.name] == "discrete?" and (len(values) > MAX_DISCRETE or not values):
-            encodings[p.name] = "numeric?"
-            continue
-        encodings[p.name] = "categorical"
-        kept_total = sum(counts[p.name][v] for v in values) if values else 0
-        columns[p.name] = {"values": typed_values(values, p), "has_rare": kept_total < overview[p.name]["non_null"]}
-
     for p in plans:
-        if encodings[p.name] == "numeric?":
-            integral = is_integer_type(p.spark_type) or overview[p.name].get("integral", False)
-            encodings[p.name] = "digits" if integral else "binned"
-        if encodings[p.name] == "digits" and not (is_integer_type(p.spark_type) or overview[p.name].get("integral")):
-            raise SynthError(f"column '{p.name}' holds fractional numbers, so it cannot use digit encoding.",
-                             f"Use `encoding: binned` (or auto) for '{p.name}'.")
+        discrete = p.name in maybe_discrete and 0 < len(kept[p.name]) <= MAX_DISCRETE
+        encodings[p.name] = first[p.name] or numeric_choice(p.encoding, discrete, integral[p.name])
+        check_digits(p.name, encodings[p.name], integral[p.name])
+        if encodings[p.name] == "categorical":
+            values = kept[p.name]
+            kept_total = sum(counts[p.name][v] for v in values) if values else 0
+            columns[p.name] = {"values": typed_values(values, p), "has_rare": kept_total < overview[p.name]["non_null"]}
 
     bounded = [p for p in plans if encodings[p.name] in ("digits", "binned", "datetime")]
     bounds = _bounds(df, bounded, k, unit)
@@ -108,16 +93,14 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the inpu
             raise SynthError(f"column '{p.name}' has fewer than {K_MAX} non-null values, too few to publish "
                              "protected bounds.", f"Exclude '{p.name}' or provide more rows.")
         lo, hi = bounds[p.name]
-        if encodings[p.name] == "digits" and hi - lo >= 10**MAX_DIGITS and p.encoding != "digits":
-            encodings[p.name] = "binned"
+        encodings[p.name] = digits_or_binned(encodings[p.name], p.encoding, lo, hi)
         columns[p.name] = {"min": int(round(lo)) if encodings[p.name] != "binned" else lo,
                            "max": int(round(hi)) if encodings[p.name] != "binned" else hi}
         if encodings[p.name] == "datetime":
             columns[p.name]["has_time"] = bool(overview[p.name].get("has_time", False))
     binned = [p for p in plans if encodings[p.name] == "binned"]
     for name, (edges, points) in _quantiles(df, binned, bounds, n_rows, k).items():
-        integral = is_integer_type(next(p.spark_type for p in binned if p.name == name)) or overview[name].get("integral")
-        columns[name].update(edges=edges, point_masses=points, integral=bool(integral))
+        columns[name].update(edges=edges, point_masses=points, integral=integral[name])
 
     stats_columns = []
     for p in plans:
@@ -126,8 +109,8 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the inpu
         if p.text_format:
             entry["text_format"] = p.text_format
         entry.update(columns.get(p.name, {}))
-        stats_columns.append(entry)
-    return {"format_version": 1, "n_rows": int(n_rows), "columns": stats_columns}
+        stats_columns.append(ColumnStats.from_json(entry))
+    return TableStats(tuple(stats_columns), int(n_rows))
 
 
 def validated_overview(df: DataFrame, plans: list[ColumnPlan], source_name: str) -> tuple[int, dict[str, dict[str, Any]]]:

@@ -149,7 +149,7 @@ def _binned(codec: BinnedCodec, c: Column, stage: _Stage) -> list[Column]:
 
 def _datetime(codec: DatetimeCodec, c: Column, stage: _Stage) -> list[Column]:
     # a column parsed from text is a date or a wall-clock timestamp by now (spark_synth.spark.normalize)
-    spark_type = {"date": "date", "timestamp": "timestamp_ntz"}.get(codec.stats.get("text_format"), codec.stats["spark_type"])
+    spark_type = {"date": "date", "timestamp": "timestamp_ntz"}.get(codec.stats.text_format, codec.stats.spark_type)
     m = _clipped(micros(c, spark_type), codec.low, codec.high)
     within_day = F.pmod(m, F.lit(MICROS_PER_DAY))
     # an exact multiple of a day divided in doubles: the quotient is whole, rounding only removes float error

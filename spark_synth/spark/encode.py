@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import Field, layout
+from spark_synth.encoding.stats import TableStats
 from spark_synth.spark.codes import encoded_frame
 from spark_synth.training.data import BUCKET, SPLIT_COLUMN, SUBJECT_ID
 
@@ -25,7 +26,7 @@ def shard_layout(codec: TableCodec) -> list[Field]:
     return layout(codec.cardinalities)
 
 
-def encode_to_shards(df: DataFrame, stats: dict[str, Any], output_dir: str,
+def encode_to_shards(df: DataFrame, stats: TableStats, output_dir: str,
                      passthrough: tuple[str, ...] = (SPLIT_COLUMN,), buckets: int = 1) -> list[Field]:
     """Encode ``df`` to Parquet under ``output_dir``; returns the layout of the codes in the shards.
 

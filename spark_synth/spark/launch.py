@@ -14,8 +14,8 @@ from pyspark.sql import SparkSession
 from safetensors.torch import load_file
 
 from spark_synth.errors import SynthError
+from spark_synth.privacy.plan import PrivateSteps
 from spark_synth.training.loop import TrainResult
-from spark_synth.training.private import PrivateSteps
 from spark_synth.training.rank import RESULT_FILE, RankJob, run_rank
 
 BACKENDS = ("local", "torch-distributor", "horovod")

@@ -8,12 +8,14 @@ text in the same ISO form.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from spark_synth.encoding.stats import ColumnStats
 from spark_synth.spark.schema import ColumnPlan, quoted
 
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
@@ -75,7 +77,7 @@ def private_text_date_formats(df: DataFrame, plans: list[ColumnPlan], noise_std:
 
     Per candidate column two margins, dates (and dates or timestamps) less PRIVATE_TEXT_DATE_SHARE of the
     values, to which a row adds at most 1 in size (a subject, with ``unit``: the mean over its values), are
-    released with Gaussian noise of ``noise_std`` (:func:`spark_synth.training.dp_plan.text_date_noise_std`, the budget's
+    released with Gaussian noise of ``noise_std`` (:func:`spark_synth.privacy.plan.text_date_noise_std`, the budget's
     accounting counts it). A column is dates when its margin clears ``NOISE_MARGIN`` noise deviations, so a
     column holding few values stays text.
     """
@@ -109,9 +111,9 @@ def private_text_date_formats(df: DataFrame, plans: list[ColumnPlan], noise_std:
     return formats
 
 
-def saved_text_formats(columns: list[dict]) -> dict[str, str]:
+def saved_text_formats(columns: Iterable[ColumnStats]) -> dict[str, str]:
     """The text-date decisions a saved statistics file records (a resumed training reuses them)."""
-    return {c["name"]: c["text_format"] for c in columns if c.get("text_format")}
+    return {c.name: c.text_format for c in columns if c.text_format}
 
 
 def _parse(column: Column, text_format: str) -> Column:

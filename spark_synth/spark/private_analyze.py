@@ -22,7 +22,8 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_synth.encoding.numeric import MAX_DIGITS
+from spark_synth.encoding.choice import digits_or_binned, first_choice, numeric_choice
+from spark_synth.encoding.stats import ColumnStats, TableStats
 from spark_synth.encoding.types import is_integer_type
 from spark_synth.privacy import histograms as H
 from spark_synth.privacy.histograms import BINNED, EXACT, histograms_of
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 def private_statistics(df: DataFrame, plans: list[ColumnPlan], noise_std: float, threshold: float,
                        noisy_rows: float | None, unit: str | None = None,
-                       noisy_units: float | None = None) -> dict[str, Any]:
+                       noisy_units: float | None = None) -> TableStats:
     """DP statistics for every planned column, in the format of ``analyze``.
 
     ``noisy_rows`` is the already-released noisy number of rows, stored as ``n_rows`` (None for events);
@@ -54,8 +55,8 @@ def private_statistics(df: DataFrame, plans: list[ColumnPlan], noise_std: float,
             unexplained = total - sum(released[i]["exact"].values()) - (released[i]["null"] or 0.0)
             entry["has_rare"] = bool(unexplained > threshold)
         columns.append(entry)
-    return {"format_version": 1, "n_rows": None if noisy_rows is None else max(int(round(noisy_rows)), 0),
-            "columns": columns, "private": True}
+    return TableStats(tuple(ColumnStats.from_json(c) for c in columns),
+                      None if noisy_rows is None else max(int(round(noisy_rows)), 0), private=True)
 
 
 def released_partitions(df: DataFrame, plans: list[ColumnPlan], noise_std: float, threshold: float,
@@ -128,12 +129,12 @@ def _bin_code(x):
 def _column_stats(p: ColumnPlan, released: dict[str, Any]) -> dict[str, Any]:
     exact, bins = released["exact"], released["bins"]
     has_nulls = released["null"] is not None
-    if p.encoding == "key":
+    integral = is_integer_type(p.spark_type)  # from the schema: the data's own integrality is not released
+    encoding = first_choice(p.kind, p.encoding) or numeric_choice(
+        p.encoding, H.is_discrete(exact, bins, MAX_DISCRETE), integral)
+    if encoding == "key":
         return {"encoding": "key", "has_nulls": False}
-    categorical = p.kind == "categorical" or p.encoding == "categorical"
-    if p.kind == "numeric" and p.encoding == "auto" and H.is_discrete(exact, bins, MAX_DISCRETE):
-        categorical = True
-    if categorical:
+    if encoding == "categorical":
         values = sorted(exact, key=lambda v: (isinstance(v, str), v))
         return {"encoding": "categorical", "has_nulls": has_nulls, "values": typed_values(values, p), "has_rare": True}
     span = H.bounds(bins, exact if p.kind == "numeric" else None)
@@ -142,15 +143,12 @@ def _column_stats(p: ColumnPlan, released: dict[str, Any]) -> dict[str, Any]:
               "epsilon; it will be generated as nulls.")
         return {"encoding": "categorical", "has_nulls": True, "values": [], "has_rare": True}
     lo, hi = span
-    if p.kind == "datetime":
+    if encoding == "datetime":
         return {"encoding": "datetime", "has_nulls": has_nulls, "min": H.days_to_micros(lo),
                 "max": H.days_to_micros(hi), "has_time": p.spark_type != "date"}
-    integral = is_integer_type(p.spark_type)
     if integral:
         lo, hi = float(np.floor(lo)), float(np.ceil(hi))
-    encoding = p.encoding if p.encoding in ("digits", "binned") else "digits" if integral else "binned"
-    if encoding == "digits" and hi - lo >= 10**MAX_DIGITS and p.encoding != "digits":
-        encoding = "binned"
+    encoding = digits_or_binned(encoding, p.encoding, lo, hi)
     if encoding == "digits":
         return {"encoding": "digits", "has_nulls": has_nulls, "min": int(lo), "max": int(hi)}
     total = sum(bins.values())

@@ -107,7 +107,7 @@ def impute_dataframe(spark: SparkSession, generator: FlatGenerator, data: DataFr
 def _with_seed_events(generator: LogGenerator, subjects: DataFrame, events: DataFrame) -> DataFrame:
     """Seed subjects with their seed events nested in :data:`SEED_EVENTS` (key dropped), checked and materialised
     once, so the subject job and the event job read the very same rows in the very same batches."""
-    key, fk = require_link(generator, subjects.columns), generator.sequence["foreign_key"]
+    key, fk = require_link(generator, subjects.columns), generator.sequence.foreign_key
     columns = seed_event_columns(generator, events.columns)
     link = "__spark_synth_link"
     keyed = subjects.withColumn(link, F.col(quoted(key)).cast("string")).drop(key)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import StructType
 
-from spark_synth.config import ColumnSettings
 from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
+from spark_synth.tables import ColumnSettings
 
 
 def quoted(name: str) -> str:

@@ -20,9 +20,13 @@ from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, gap_type
 from spark_synth.encoding.packing import Field
 from spark_synth.encoding.protect import K_MAX, draw_k
+from spark_synth.encoding.sequence import SequenceSpec
+from spark_synth.encoding.stats import TableStats
 from spark_synth.encoding.types import logical_kind
 from spark_synth.errors import SynthError
+from spark_synth.privacy import plan as dp
 from spark_synth.privacy.histograms import bounds, histograms_of
+from spark_synth.privacy.plan import StatsRelease
 from spark_synth.spark.analyze import analyze, validated_overview
 from spark_synth.spark.encode import encode_to_shards, shard_layout
 from spark_synth.spark.io import derived_subjects, read_table
@@ -31,9 +35,8 @@ from spark_synth.spark.private_analyze import private_statistics, released_parti
 from spark_synth.spark.schema import ColumnPlan, plan_columns, quoted
 from spark_synth.spark.split import BUCKETS
 from spark_synth.spark.workspace import Workspace
-from spark_synth.training import dp_plan as dp
+from spark_synth.tables import ColumnSettings, EventLink, Schema
 from spark_synth.training.data import SPLIT_COLUMN, STEP_COLUMN, SUBJECT_ID
-from spark_synth.training.dp_plan import StatsRelease
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +56,16 @@ class LogSource:
     subject_name: str
     event_name: str
     n_subjects: int
+    link: EventLink
+    subject_settings: dict[str, ColumnSettings]  # the config's column settings of each table
+    event_settings: dict[str, ColumnSettings]
 
 
 @dataclass
 class PreparedLog:
-    subject_stats: dict[str, Any]
-    event_stats: dict[str, Any]
-    sequence: dict[str, Any]  # how events link and order: keys, order column, protected max length
+    subject_stats: TableStats
+    event_stats: TableStats
+    sequence: SequenceSpec  # how events link and order: keys, order column, protected max length
     subject_fields: list[Field]  # where the codes lie in the shards
     event_fields: list[Field]
     training_subjects: DataFrame
@@ -71,18 +77,20 @@ class PreparedLog:
     length_weights: list[float] | None = None  # under DP: noisy counts of each length 0..max (released)
 
 
-def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
-    """Read both tables and refuse a broken link: missing columns, bad keys, null order values, no events."""
-    event_name = config.events if isinstance(config.events, str) else "the event DataFrame"
-    events = read_table(spark, config.events, config.format)
-    key, fk, order = config.subject_key, config.foreign_key, config.order_by
+def read_log(spark: SparkSession, schema: Schema, config: TrainConfig) -> LogSource:
+    """Read both tables of an event-log schema and refuse a broken link: missing columns, bad keys, null order
+    values, no events, column settings that neither table has."""
+    subject_spec, event_spec, link = schema.subjects, schema.events, schema.link
+    event_name = event_spec.source if isinstance(event_spec.source, str) else "the event DataFrame"
+    events = read_table(spark, event_spec.source, config.format)
+    key, fk, order = link.subject_key, link.foreign_key, link.order_by
     _require_column(events, fk, event_name, "--foreign-key")
-    if config.subjects is None:
+    if subject_spec.source is None:
         subject_name = f"the subjects of {event_name} (its distinct '{fk}' values)"
         subjects = derived_subjects(events, fk, key)
     else:
-        subject_name = config.subjects if isinstance(config.subjects, str) else "the subject DataFrame"
-        subjects = read_table(spark, config.subjects, config.format)
+        subject_name = subject_spec.source if isinstance(subject_spec.source, str) else "the subject DataFrame"
+        subjects = read_table(spark, subject_spec.source, config.format)
     _require_column(subjects, key, subject_name, "--subject-key")
     if order is not None:
         _require_column(events, order, event_name, "--order-by")
@@ -130,7 +138,11 @@ def read_log(spark: SparkSession, config: TrainConfig) -> LogSource:
     if orphans == event_checks["n"]:
         raise SynthError(f"no event in {event_name} references a subject of {subject_name} "
                          f"('{fk}' never matches '{key}').", "Check --subject-key and --foreign-key.")
-    return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]))
+    schema.check_columns({subject_spec.name: subjects.columns, event_spec.name: events.columns})
+    subject_settings = schema.settings_for(subject_spec, subjects.columns)
+    event_settings = {c: s for c, s in schema.settings_for(event_spec, events.columns).items() if c not in (fk, order)}
+    return LogSource(subjects, linked, orphans, subject_name, event_name, int(checks["n"]), link, subject_settings,
+                     event_settings)
 
 
 def _count(n: int, private: bool) -> str:
@@ -150,21 +162,14 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
 
     A resumed training reuses the statistics it saved: under DP they are released once.
     """
-    key, fk, order = config.subject_key, config.foreign_key, config.order_by
-    subject_settings = {c: s for c, s in config.columns.items() if c in source.subjects.columns}
-    event_settings = {c: s for c, s in config.columns.items() if c in source.events.columns and c not in (fk, order)}
-    unknown = [c for c in config.columns if c not in subject_settings and c not in event_settings]
-    if unknown:
-        raise SynthError(f"the config names column(s) {unknown} that neither table has (subjects: "
-                         f"{source.subjects.columns}; events: {source.events.columns}).",
-                         "Fix the names under `columns:` in the config.")
+    key, fk, order = source.link.subject_key, source.link.foreign_key, source.link.order_by
     # the key is regenerated, never modelled
     subject_plans = [p if p.name != key else ColumnPlan(key, p.spark_type, p.kind, "key")
-                     for p in plan_columns(source.subjects.schema, subject_settings)]
+                     for p in plan_columns(source.subjects.schema, source.subject_settings)]
     if key not in [p.name for p in subject_plans]:
         raise SynthError(f"the subject key '{key}' is excluded in the config.", f"Do not exclude '{key}'.")
     event_plans = plan_columns(source.events.select(*[col(c) for c in source.events.columns if c != fk]).schema,
-                               event_settings)
+                               source.event_settings)
     saved = workspace.saved_stats()
     budget = dp.budget_for(config) if config.private else None
     subject_formats, event_formats = _text_formats(source, subject_plans, event_plans, saved, budget, fk)
@@ -173,12 +178,12 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
     release, length_weights = None, None
     if budget:
         validated_overview(subjects, subject_plans, source.subject_name)
-        derived_plans = _sequenced_events(events, event_plans, config, 1)[1]  # lazy: only the plans are used
+        derived_plans = _sequenced_events(events, event_plans, source.link, 1)[1]  # lazy: only the plans are used
         date_tests = len(text_date_candidates(subject_plans)) + len(text_date_candidates(event_plans))
         release = dp.plan_statistics(budget, [subject_plans, derived_plans],
                                      extra_partitions=len(histograms_of(LENGTH_PLAN)), text_date_columns=date_tests)
     if saved:
-        subject_stats, event_stats = saved["subject_stats"], saved["event_stats"]
+        subject_stats, event_stats = TableStats.from_json(saved["subject_stats"]), TableStats.from_json(saved["event_stats"])
         max_length, length_weights = saved["max_length"], saved["length_weights"]
     elif release:
         subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
@@ -187,21 +192,22 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
     else:
         subject_stats = analyze(subjects, subject_plans, source.subject_name)
         max_length = _max_length(source, config)
-    sequenced, event_plans, order_info = _sequenced_events(events, event_plans, config, max_length)
+    sequenced, event_plans, order_info = _sequenced_events(events, event_plans, source.link, max_length)
     if not saved:
-        subject_stats["excluded"] = [c for c in source.subjects.columns if c not in {p.name for p in subject_plans}]
+        subject_stats = subject_stats.excluding([c for c in source.subjects.columns
+                                                 if c not in {p.name for p in subject_plans}])
         if release:
             event_stats = private_statistics(sequenced, event_plans, release.noise_std, release.threshold, None,
-                                             unit=fk, noisy_units=subject_stats["n_rows"])
+                                             unit=fk, noisy_units=subject_stats.n_rows)
         else:
             event_stats = analyze(sequenced, event_plans, source.event_name, unit=fk)
-        event_stats["excluded"] = [c for c in source.events.columns
-                                   if c not in {p.name for p in event_plans} | {fk, order}]
-        workspace.save_stats({"subject_stats": subject_stats, "event_stats": event_stats, "max_length": max_length,
+        event_stats = event_stats.excluding([c for c in source.events.columns
+                                             if c not in {p.name for p in event_plans} | {fk, order}])
+        workspace.save_stats({"subject_stats": subject_stats.to_json(), "event_stats": event_stats.to_json(),
+                              "max_length": max_length,
                               "length_weights": length_weights, "text_formats": [subject_formats, event_formats]})
-    sequence = {"subject_key": key, "foreign_key": fk, "foreign_key_type": source.events.schema[fk].dataType.simpleString(),
-                "order_by": order, "max_length": max_length, "event_columns": list(source.events.columns),
-                **order_info}
+    sequence = SequenceSpec(key, fk, source.events.schema[fk].dataType.simpleString(), order, max_length,
+                            tuple(source.events.columns), **order_info)
     if not TableCodec(event_stats).sub_columns:
         raise SynthError(f"the events of {source.event_name} have no column to model besides the keys.",
                          "Add event attribute columns or an --order-by column.")
@@ -248,7 +254,7 @@ def _subject_id(key, config: TrainConfig):
 
 def _max_length(source: LogSource, config: TrainConfig) -> int:
     """The protected maximum sequence length: the k-th largest length, so no single subject sets it."""
-    counts = source.events.groupBy(col(config.foreign_key).cast("string").alias("__key")).count()
+    counts = source.events.groupBy(col(source.link.foreign_key).cast("string").alias("__key")).count()
     top = counts.orderBy(F.desc("count")).limit(K_MAX).collect()
     lengths = sorted((int(r["count"]) for r in top), reverse=True)
     k = draw_k()  # secret: not recomputable from the stored seed
@@ -262,7 +268,7 @@ def _max_length(source: LogSource, config: TrainConfig) -> int:
 def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRelease) -> tuple[int, list[float]]:
     """The DP maximum sequence length, the top of the released length histograms (one entry per subject),
     and the released noisy count of each length up to it (for planning, never stored)."""
-    lengths = source.events.groupBy(col(config.foreign_key)).agg(F.count(F.lit(1)).alias(LENGTH_PLAN.name))
+    lengths = source.events.groupBy(col(source.link.foreign_key)).agg(F.count(F.lit(1)).alias(LENGTH_PLAN.name))
     released = released_partitions(lengths, [LENGTH_PLAN], release.noise_std, release.threshold)[0]
     span = bounds(released["bins"], released["exact"])
     if span is None:
@@ -276,11 +282,11 @@ def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRe
     return longest, weights
 
 
-def _sequenced_events(events: DataFrame, plans: list[ColumnPlan], config: TrainConfig,
+def _sequenced_events(events: DataFrame, plans: list[ColumnPlan], link: EventLink,
                       max_length: int) -> tuple[DataFrame, list[ColumnPlan], dict]:
     """Events numbered within their subject (truncated to ``max_length``), with the order column split
     into its first value and the gaps; returns the frame, the column plans and the order details."""
-    fk, order = config.foreign_key, config.order_by
+    fk, order = link.foreign_key, link.order_by
     others = [c for c in events.columns if c not in (fk, order)]
     sort_keys = [col(order)] if order else []
     window = Window.partitionBy(col(fk)).orderBy(*sort_keys, *[col(c).asc_nulls_first() for c in others])

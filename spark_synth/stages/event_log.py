@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from spark_synth.generators.event_log import LogGenerator, denormalized
 from spark_synth.generators.flat import FlatGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
+from spark_synth.privacy import plan as dp
 from spark_synth.spark.launch import Trained, threads_per_process
 from spark_synth.spark.sample_job import generate_tables
 from spark_synth.spark.schema import quoted
@@ -31,13 +31,13 @@ from spark_synth.stages.training_run import (
     auto_hidden,
     check_target,
     result_meta,
+    schema_params,
     train_settings,
 )
-from spark_synth.training import dp_plan as dp
+from spark_synth.tables import Schema
 from spark_synth.training.data import assign_buckets, split_counts
 from spark_synth.training.loop import TrainResult, auto_batch_size
-from spark_synth.training.private import dp_batch_size
-from spark_synth.training.rank import Phase, RankJob
+from spark_synth.training.rank import Phase, RankJob, SequenceWindows
 
 SUBJECT_TIME_SHARE = 0.3  # at most this share of the budget goes to the subject model (it usually stops early)
 PRIVATE_SUBJECT_EPOCHS = 15  # under DP: every epoch of the subject model costs budget the events need
@@ -49,10 +49,10 @@ class EventLogTraining:
     """An event log's part of a training (see :class:`ShapeTraining`): the subjects (a flat model, unless the
     subject table holds only its key), then their event sequences in context, in the time left."""
 
-    def __init__(self, config: TrainConfig, spark: SparkSession) -> None:
-        self.config, self.spark = config, spark
-        self.source = read_log(spark, config)
-        check_target(config, [c for c in self.source.subjects.columns if c != config.subject_key],
+    def __init__(self, config: TrainConfig, schema: Schema, spark: SparkSession) -> None:
+        self.config, self.schema, self.spark = config, schema, spark
+        self.source = read_log(spark, schema, config)
+        check_target(config, [c for c in self.source.subjects.columns if c != self.source.link.subject_key],
                      "the subject columns")
 
     def prepare(self, workspace: Workspace) -> None:
@@ -69,7 +69,7 @@ class EventLogTraining:
         self.release = release = prepared.release
         dropout = config.dropout if not release else min(config.dropout, PRIVATE_DROPOUT)
         # the unit: models are sized by subjects (under DP, by their noisy count)
-        self.n_subjects = prepared.subject_stats["n_rows"] if release else self.n_train + self.n_val
+        self.n_subjects = prepared.subject_stats.n_rows if release else self.n_train + self.n_val
         self.subject_config = ModelConfig(cardinalities=self.subject_codec.cardinalities,
                                           column_slices=self.subject_codec.column_slices,
                                           hidden=config.hidden or auto_hidden(self.n_subjects if release else self.n_train),
@@ -79,7 +79,7 @@ class EventLogTraining:
                                         hidden=config.hidden or auto_hidden(self.n_subjects), dropout=dropout)
         # under DP the state network has no dropout: exact per-sample norms then cost a second pass, not a loop
         self.sequence_config = SequenceModelConfig(subject_cardinalities=self.subject_codec.cardinalities,
-                                                   events=self.event_config, max_length=prepared.sequence["max_length"],
+                                                   events=self.event_config, max_length=prepared.sequence.max_length,
                                                    dropout=0.0 if release else dropout)
         self.phases = _phases(config, prepared, self.subject_config, self.sequence_config, self.n_events,
                               self.n_subjects)
@@ -87,8 +87,8 @@ class EventLogTraining:
         self.metric_prefixes = tuple(f"{name}_" for name in self.phase_names)
 
     def params(self) -> dict[str, Any]:
-        return _params(self.config, self.prepared, self.subject_config, self.event_config, self.n_train, self.n_val,
-                       self.n_events)
+        return _params(self.config, self.schema, self.prepared, self.subject_config, self.event_config, self.n_train,
+                       self.n_val, self.n_events)
 
     def rank_job(self, workspace: Workspace, started: float) -> RankJob:
         config, prepared = self.config, self.prepared
@@ -96,7 +96,7 @@ class EventLogTraining:
         return RankJob(config.backend, self.shards, {"subjects": prepared.subject_fields, "events": prepared.event_fields},
                        self.phases, settings, workspace.rank_output(), workspace.fingerprint, workspace.checkpoints,
                        config.use_gpu, config.mixed_precision, threads_per_process(self.spark, config.backend),
-                       self.release, {"max_length": prepared.sequence["max_length"], "window": config.window})
+                       self.release, SequenceWindows(prepared.sequence.max_length, config.window))
 
     def on_epoch(self, phase: str):
         def log(epoch: int, record: dict[str, float]) -> None:
@@ -128,7 +128,7 @@ class EventLogTraining:
         metrics = {"subjects_epochs": float(subject_result.epochs), "events_epochs": float(event_result.epochs),
                    "train_seconds": subject_result.seconds + event_result.seconds,
                    "events_samples_per_second": trained.samples_per_second["events"],
-                   "max_sequence_length": float(self.prepared.sequence["max_length"])}
+                   "max_sequence_length": float(self.prepared.sequence.max_length)}
         if not self.release:
             metrics |= {f"{name}_best_val_loss": trained.results[name].best_val_loss for name in self.phase_names}
             metrics["orphan_events"] = float(self.prepared.orphan_events)
@@ -140,7 +140,7 @@ class EventLogTraining:
         if not should_evaluate(config, n_validation):
             return {}
         seq = generator.sequence
-        key, fk = seq["subject_key"], seq["foreign_key"]
+        key, fk = seq.subject_key, seq.foreign_key
         subject_columns = [key, *(c.name for c in generator.subjects.codec.modelled)]
         event_columns = [f.name for f in generator.event_schema]
         subjects, events = generate_tables(self.spark, generator, min(config.evaluation_rows, n_validation),
@@ -154,7 +154,7 @@ class EventLogTraining:
                 ("holdout", "subjects", prepared.validation_subjects, subject_columns),
                 ("holdout", "events", prepared.validation_events, event_columns))}
             return evaluate_after_training(self.spark, config, frames, privacy, subject_key=key, foreign_key=fk,
-                                           order_by=seq.get("order_by"))
+                                           order_by=seq.order_by)
         finally:
             subjects.unpersist()
             events.unpersist()
@@ -179,7 +179,7 @@ def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
         weights = weights[:window] + [sum(weights[window:])]
         planned = dp.training_samples(n_subjects, config.validation_fraction)  # the noisy count under DP
         subjects = Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
-                         config.batch_size or max(64, dp_batch_size(planned, False) // 8),
+                         config.batch_size or max(64, dp.dp_batch_size(planned, False) // 8),
                          min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned)
         events = Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
                        planned_samples=planned)
@@ -193,17 +193,14 @@ def subjects_per_batch(n_events: int, n_subjects: int) -> int:
     return int(max(16, 2 ** round(math.log2(max(auto_batch_size(n_events) / mean_length, 1)))))
 
 
-def _params(config: TrainConfig, prepared: PreparedLog, subject_config: ModelConfig, event_config: ModelConfig,
-            n_train: int, n_val: int, n_events: int) -> dict[str, Any]:
-    params = config.model_dump(exclude={"data", "subjects", "events", "columns", *UNLOGGED_SETTINGS})
-    params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
-               "subjects": config.subjects if isinstance(config.subjects, str) else
-               "derived from the events" if config.subjects is None else "DataFrame",
-               "events": config.events if isinstance(config.events, str) else "DataFrame",
+def _params(config: TrainConfig, schema: Schema, prepared: PreparedLog, subject_config: ModelConfig,
+            event_config: ModelConfig, n_train: int, n_val: int, n_events: int) -> dict[str, Any]:
+    params = config.model_dump(exclude={"data", "tables", "subjects", "events", "columns", *UNLOGGED_SETTINGS})
+    params |= {**schema_params(schema), "subjects": schema.subjects.source_name, "events": schema.events.source_name,
                "subject_hidden": subject_config.hidden, "event_hidden": event_config.hidden,
-               "max_sequence_length_protected": prepared.sequence["max_length"]}
+               "max_sequence_length_protected": prepared.sequence.max_length}
     if prepared.release:  # exact counts are data: under DP only the noisy subject count is logged
-        params["subjects_noisy"] = prepared.subject_stats["n_rows"]
+        params["subjects_noisy"] = prepared.subject_stats.n_rows
     else:
         params |= {"train_subjects": n_train, "validation_subjects": n_val, "events_used": n_events}
     return params

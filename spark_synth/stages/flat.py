@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +13,12 @@ from spark_synth import tracking
 from spark_synth.config import UNLOGGED_SETTINGS, TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import Field
+from spark_synth.encoding.stats import TableStats
 from spark_synth.errors import SynthError
 from spark_synth.evaluation.after_training import evaluate_after_training, should_evaluate
 from spark_synth.generators.flat import FlatGenerator
 from spark_synth.model.argn import FlatARGN, ModelConfig
+from spark_synth.privacy import plan as dp
 from spark_synth.spark.analyze import analyze, validated_overview
 from spark_synth.spark.encode import encode_to_shards, shard_layout
 from spark_synth.spark.io import read_table
@@ -39,9 +40,10 @@ from spark_synth.stages.training_run import (
     auto_hidden,
     check_target,
     result_meta,
+    schema_params,
     train_settings,
 )
-from spark_synth.training import dp_plan as dp
+from spark_synth.tables import Schema
 from spark_synth.training.data import SPLIT_COLUMN, assign_shards, shard_files, split_counts
 from spark_synth.training.rank import Phase, RankJob
 
@@ -52,15 +54,15 @@ class FlatTraining:
     phase_names = ("model",)
     metric_prefixes = ("",)  # the DP metrics of the one phase are unprefixed
 
-    def __init__(self, config: TrainConfig, spark: SparkSession) -> None:
-        self.config, self.spark = config, spark
+    def __init__(self, config: TrainConfig, schema: Schema, spark: SparkSession) -> None:
+        self.config, self.schema, self.spark = config, schema, spark
 
     def prepare(self, workspace: Workspace) -> None:
         config = self.config
-        self.prepared = prepared = prepare_flat(config, self.spark, workspace)
+        self.prepared = prepared = prepare_flat(config, self.schema, self.spark, workspace)
         codec, self.release = prepared.codec, prepared.release
         # under DP, sizes come from the noisy row count and every code the statistics released stays allowed
-        self.n_rows = prepared.stats["n_rows"] if self.release else prepared.train_rows
+        self.n_rows = prepared.stats.n_rows if self.release else prepared.train_rows
         self.model_config = ModelConfig(cardinalities=codec.cardinalities, column_slices=codec.column_slices,
                                         hidden=config.hidden or auto_hidden(self.n_rows),
                                         dropout=config.dropout if not self.release else
@@ -68,9 +70,9 @@ class FlatTraining:
 
     def params(self) -> dict[str, Any]:
         config, prepared, codec = self.config, self.prepared, self.prepared.codec
-        params = config.model_dump(exclude={"data", "columns", "checkpoint_dir", "work_dir", *UNLOGGED_SETTINGS})
-        params |= {"columns": json.dumps(config.model_dump()["columns"], sort_keys=True),
-                   "data": config.data if isinstance(config.data, str) else "DataFrame",
+        params = config.model_dump(exclude={"data", "tables", "columns", "checkpoint_dir", "work_dir",
+                                            *UNLOGGED_SETTINGS})
+        params |= {**schema_params(self.schema), "data": self.schema.flat.source_name,
                    "n_columns": len(codec.modelled), "n_sub_columns": len(codec.sub_columns),
                    "hidden": self.model_config.hidden}
         if self.release:  # exact counts are data: under DP only the noisy row count is logged
@@ -129,7 +131,7 @@ class FlatTraining:
 
 @dataclass
 class PreparedFlat:
-    stats: dict[str, Any]
+    stats: TableStats
     codec: TableCodec
     training: DataFrame
     validation: DataFrame
@@ -140,25 +142,28 @@ class PreparedFlat:
     release: dp.StatsRelease | None = None  # the DP statistics release, when training under a budget
 
 
-def prepare_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace) -> PreparedFlat:
+def prepare_flat(config: TrainConfig, schema: Schema, spark: SparkSession, workspace: Workspace) -> PreparedFlat:
     """Read, plan, analyze (protected stats), split and encode to shards in the workspace.
 
     A resumed training reuses the statistics it saved: under DP they are released once.
     """
     budget = dp.budget_for(config) if config.private else None  # checked before any work
-    source = read_table(spark, config.data, config.format)
-    plans = plan_columns(source.schema, config.columns)
+    spec = schema.flat
+    source = read_table(spark, spec.source, config.format)
+    schema.check_columns({spec.name: source.columns})
+    plans = plan_columns(source.schema, schema.settings_for(spec, source.columns))
     date_tests = len(text_date_candidates(plans))
-    stats = workspace.saved_stats()
+    saved = workspace.saved_stats()
+    stats = TableStats.from_json(saved) if saved is not None else None
     if stats is not None:  # a resumed training: the text-date decisions (under DP released once) as saved
-        formats = saved_text_formats(stats["columns"])
+        formats = saved_text_formats(stats.columns)
     elif budget:
         formats = private_text_date_formats(source, plans, dp.text_date_noise_std(date_tests))
     else:
         formats = None
     df, plans = normalize(source, plans, formats=formats)
     check_target(config, [p.name for p in plans], "the table's modelled columns")
-    source_name = config.data if isinstance(config.data, str) else "the input DataFrame"
+    source_name = spec.source if isinstance(spec.source, str) else "the input DataFrame"
     release = dp.plan_statistics(budget, [plans], text_date_columns=date_tests) if budget else None
     if stats is None:
         if release:  # the exact row count goes into its noisy release, and nowhere else
@@ -167,8 +172,8 @@ def prepare_flat(config: TrainConfig, spark: SparkSession, workspace: Workspace)
                                        release.noisy_count(n_rows, "rows"))
         else:
             stats = analyze(df, plans, source_name)
-        stats["excluded"] = [c for c in source.columns if c not in {p.name for p in plans}]
-        workspace.save_stats(stats)
+        stats = stats.excluding([c for c in source.columns if c not in {p.name for p in plans}])
+        workspace.save_stats(stats.to_json())
     codec = TableCodec(stats)
     if not codec.sub_columns:
         raise SynthError(f"every column of {source_name} looks like an identifier (unique per row), so there is "

@@ -10,28 +10,30 @@ from pyspark.sql import SparkSession
 
 from spark_synth import ownership, tracking
 from spark_synth.config import TrainConfig
+from spark_synth.privacy import plan as dp
 from spark_synth.spark.launch import check_backend, launch
 from spark_synth.spark.session import session_for
 from spark_synth.spark.workspace import Workspace
 from spark_synth.stages.event_log import EventLogTraining
 from spark_synth.stages.flat import FlatTraining
 from spark_synth.stages.training_run import ShapeTraining, TrainOutcome, start_training
-from spark_synth.training import dp_plan as dp
 
 logger = logging.getLogger(__name__)
 
 
 def train(config: TrainConfig, spark: SparkSession | None = None) -> TrainOutcome:
-    """Train a generator on ``config.data`` (or an event log) and track it in MLflow; the sources are only read.
+    """Train a generator on the config's schema (a flat table or an event log) and track it in MLflow; the sources are only read.
 
     The model dir is replaced only once the new generator is saved and tracked; the workspace (and on success
     the checkpoints) is removed however the training ends.
     """
+    schema = config.schema()  # the tables and their keys, checked before any work
     spark = spark or session_for(config)
     check_backend(spark, config.backend, config.num_processes, config.use_gpu)
     started = time.monotonic()
-    tracking_uri = start_training(config)
-    shape: ShapeTraining = EventLogTraining(config, spark) if config.is_log else FlatTraining(config, spark)
+    tracking_uri = start_training(config, schema)
+    shape: ShapeTraining = (EventLogTraining(config, schema, spark) if schema.shape == "event_log"
+                            else FlatTraining(config, schema, spark))
     workspace = Workspace(config)
     succeeded = False
     try:

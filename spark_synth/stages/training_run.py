@@ -3,6 +3,7 @@ need no data, the outcome, model sizing. Each shape's training imports it; it im
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,10 +14,11 @@ from spark_synth import ownership, tracking
 from spark_synth.config import TrainConfig
 from spark_synth.errors import SynthError
 from spark_synth.generators.kinds import Generator
+from spark_synth.privacy.plan import StatsRelease
 from spark_synth.spark.launch import Trained
 from spark_synth.spark.workspace import Workspace
 from spark_synth.stages.evaluate import check_report_path
-from spark_synth.training.dp_plan import StatsRelease
+from spark_synth.tables import Schema
 from spark_synth.training.loop import TrainResult, TrainSettings
 from spark_synth.training.rank import RankJob
 
@@ -75,15 +77,24 @@ def train_settings(config: TrainConfig, minutes: float) -> TrainSettings:
                          progress=config.progress)
 
 
+def schema_params(schema: Schema) -> dict[str, str]:
+    """The schema for MLflow params: tables, sources (their paths or names, never content), keys and settings."""
+    tables = [{"name": t.name, "source": t.source_name, "primary_key": t.primary_key,
+               "foreign_keys": [k.model_dump() for k in t.foreign_keys], "order_by": t.order_by,
+               "columns": {c: s.model_dump() for c, s in t.columns.items()}} for t in schema.tables]
+    return {"tables": json.dumps(tables, sort_keys=True),
+            "columns": json.dumps({c: s.model_dump() for c, s in schema.shared_columns.items()}, sort_keys=True)}
+
+
 def result_meta(result: TrainResult) -> dict[str, Any]:
     return {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "stopped_by": result.stopped_by, "train_seconds": round(result.seconds, 1), "resumed_at": result.resumed_at}
 
 
-def start_training(config: TrainConfig) -> str:
+def start_training(config: TrainConfig, schema: Schema) -> str:
     """Checks that need no data (model dir, report path, MLflow experiment and name), before any work; the
     tracking URI."""
-    check_model_dir(config)
+    check_model_dir(config, schema)
     if config.report:
         check_report_path(config.report)
     tracking_uri = tracking.configure(config.tracking_uri, config.registry_uri)
@@ -99,12 +110,12 @@ def check_target(config: TrainConfig, columns: list[str], where: str) -> None:
                          "Pass one of them (for an event log: a subject column), or leave --target out.")
 
 
-def check_model_dir(config: TrainConfig) -> None:
+def check_model_dir(config: TrainConfig, schema: Schema) -> None:
     """The model dir is replaced whole on success and the checkpoint dir removed: refuse either being the other,
     an input or inside one another, a work dir inside any of them, and a model dir holding anything but a
     previous generator (see spark_synth.ownership)."""
-    inputs = [(f"the input --{name}", value) for name in ("data", "subjects", "events")
-              if config.format != "table" and not ownership.maybe_table_name(value := getattr(config, name))]
+    inputs = [(f"the input table '{t.name}'", t.source) for t in schema.tables
+              if config.format != "table" and not ownership.maybe_table_name(t.source)]
     written = [("--model-dir", config.model_dir), ("--checkpoint-dir", config.checkpoint_dir)]
     ownership.check_apart(written, inputs, "Choose a --model-dir and a --checkpoint-dir apart from each other and "
                                            "from the input data (neither the same place nor one inside another).")

@@ -10,10 +10,11 @@ whole budget is spent on training; stopping earlier (out of time) spends less, n
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, replace
 
 import numpy as np
@@ -21,37 +22,49 @@ import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from spark_synth.errors import SynthError
-from spark_synth.faults import maybe_kill
 from spark_synth.model.argn import FlatARGN
 from spark_synth.model.sequence import SequenceARGN
 from spark_synth.privacy.budget import epsilon_of
+from spark_synth.privacy.plan import PrivateSteps, StatsRelease, calibrate, dp_batch_size
 from spark_synth.training.clipping import clipped_gradient_sum
 from spark_synth.training.data import FlatSamples, Samples, SequenceSamples
-from spark_synth.training.loop import Placement, TrainResult, TrainSettings, heads, progress_bar
+from spark_synth.training.loop import Placement, Trainer, TrainResult, TrainSettings, heads
 
 TIME_SAFETY = 0.9  # plan steps for this share of the time left: the probe is an estimate
 PROBE_STEPS, PROBE_WARMUP, PROBE_WARMUP_SECONDS = 5, 3, 3.0
 
 
 @dataclass
-class PrivateSteps:
-    """What the accountant needs about one DP-SGD run (Opacus' history entry), and the clipping norm."""
+class PrivateModel:
+    """One model to train with DP-SGD: its samples, time budget, expected batch and epoch cap."""
 
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    expected_batch: float  # the normaliser of the noisy gradient sum: planned from the noisy count, not measured
-    max_grad_norm: float = 1.0
+    model: torch.nn.Module
+    samples: Samples
+    minutes: float | None  # None: the time the models planned before it leave
+    max_epochs: int
+    planned_samples: int  # across all ranks, from the noisy count (:func:`training_samples`), never the exact one
+    batch_size: int | None = None  # None: sized by dp_batch_size
+    length_weights: list[float] | None = None  # event models: length distribution for the timing probe
 
     @property
-    def mechanism(self) -> tuple[float, float, int]:
-        return (self.noise_multiplier, self.sample_rate, self.steps)
+    def expected_batch(self) -> int:
+        size = self.batch_size or dp_batch_size(self.planned_samples, sequences=self.length_weights is not None)
+        return max(1, min(size, self.planned_samples))
 
 
-def dp_batch_size(n_samples: int, sequences: bool) -> int:
-    """Large Poisson batches: noise shrinks relative to the summed gradient as batches grow."""
-    share, low, high = (32, 64, 1024) if sequences else (16, 256, 4096)
-    return int(min(high, max(low, 2 ** round(math.log2(max(n_samples / share, 1))))))
+def plan_training(release: StatsRelease, models: list[PrivateModel], minutes: float,
+                  placement: Placement | None = None) -> list[PrivateSteps]:
+    """Steps and sample rate per model (trained one after the other within ``minutes``), and one noise
+    multiplier for all that spends the rest of the budget. Across ranks, every rank plans the same."""
+    phases = []
+    for m in models:
+        rate = m.expected_batch / m.planned_samples
+        budget = minutes if m.minutes is None else min(m.minutes, minutes)
+        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.length_weights,
+                                        placement)
+        m.minutes, minutes = budget, max(minutes - expected, 0.05)
+        phases.append((rate, steps, m.expected_batch))
+    return calibrate(release, phases)
 
 
 def planned_steps(model: torch.nn.Module, batch_size: int, minutes: float, max_epochs: int, sample_rate: float,
@@ -114,97 +127,117 @@ def random_samples(model: torch.nn.Module, n: int, generator: torch.Generator,
     raise TypeError(f"no random samples for {type(model).__name__}")
 
 
-def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSettings, plan: PrivateSteps,
-                delta: float, on_epoch: Callable[[int, dict], None] | None = None,
-                placement: Placement | None = None) -> tuple[TrainResult, PrivateSteps]:
-    """Train in place with DP-SGD for at most ``plan.steps`` steps; returns the result and the steps taken.
+class PrivateTrainer(Trainer):
+    """DP-SGD in the shared loop: an "epoch" is ~1/sample_rate Poisson batches (the last one ends at the
+    planned steps), its record is the epsilon spent so far, and it stops at the planned steps or out of time.
 
     The sampling and the noise use a secret random seed: an attacker who knew them could undo both.
     Across ranks, each rank Poisson-samples its own samples at the global rate (so the union is a
     Poisson sample of all samples at that rate), clips them, and the optimizer sums the clipped
     gradients over ranks with the noise added once: the accountant sees one process's mechanism.
     """
-    place = placement or Placement()
-    group = place.collective
-    start = time.monotonic()
-    n = len(samples)
-    expected_batch = max(1.0, plan.expected_batch)
-    lr = settings.learning_rate or 2e-3 * math.sqrt(expected_batch / 1024)
-    secret = torch.Generator().manual_seed(secrets.randbits(63))  # each rank its own: their samples are independent
-    noise = torch.Generator(device=place.device).manual_seed(secrets.randbits(63))
-    orders = torch.Generator().manual_seed(settings.seed)  # column orders, the same on every rank: not private
-    windows = torch.Generator().manual_seed(settings.seed + group.rank)  # event windows: not private
-    optimizer = group.dp_optimizer(torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay),
-                                   plan.noise_multiplier, plan.max_grad_norm, expected_batch, noise)
-    warmup = max(1, plan.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer.original_optimizer, lambda s: _lr_factor(s, warmup, plan.steps))
-    argn = heads(model)
-    n_columns = len(argn.config.column_slices)
-    canonical = argn.precedence(argn.sub_order(list(range(n_columns)))).to(place.device)
-    steps_per_epoch = max(1, round(1 / plan.sample_rate))
-    history: list[dict] = []
-    taken, stopped_by, spent_s, resumed_at = 0, "planned_steps", 0.0, 0
-    saved = place.checkpointer.load() if place.checkpointer else None
-    if saved:  # the accountant's state is the steps taken under this plan: it goes on from there
-        if saved["plan"] != list(astuple(plan)):
+
+    unit = "step"
+    stopped_by = "planned_steps"
+
+    def __init__(self, model: torch.nn.Module, samples: Samples, settings: TrainSettings, plan: PrivateSteps,
+                 delta: float, on_epoch: Callable[[int, dict], None] | None = None,
+                 placement: Placement | None = None) -> None:
+        super().__init__(model, settings, placement, on_epoch)
+        self.samples, self.plan, self.delta = samples, plan, delta
+        expected_batch = max(1.0, plan.expected_batch)
+        lr = settings.learning_rate or 2e-3 * math.sqrt(expected_batch / 1024)
+        self.secret = torch.Generator().manual_seed(secrets.randbits(63))  # each rank its own: independent samples
+        noise = torch.Generator(device=self.place.device).manual_seed(secrets.randbits(63))
+        self.windows = torch.Generator().manual_seed(settings.seed + self.group.rank)  # event windows: not private
+        self.optimizer = self.group.dp_optimizer(
+            torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay),
+            plan.noise_multiplier, plan.max_grad_norm, expected_batch, noise)
+        warmup = max(1, plan.steps // 20)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer.original_optimizer,
+                                                          lambda s: _lr_factor(s, warmup, plan.steps))
+        self.steps_per_epoch = max(1, round(1 / plan.sample_rate))
+        self.sampler: Iterator[list[int]] = iter(())
+
+    def restore(self, saved: dict) -> None:
+        """The accountant's state is the steps taken under this plan: it goes on from there."""
+        if saved["plan"] != list(astuple(self.plan)):
             raise SynthError("the checkpoint was planned with other DP-SGD settings than this run.",
                              "Resume with the same settings, or remove the checkpoint directory.")
-        model.load_state_dict(saved["model"])
-        optimizer.original_optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["scheduler"])
-        orders.set_state(saved["orders"])
-        taken, history, spent_s = saved["step"], saved["history"], saved["elapsed_s"]
-        resumed_at = taken
-    deadline = start + settings.max_minutes * 60 - spent_s
-    sampler = UniformWithReplacementSampler(num_samples=max(n, 1), sample_rate=plan.sample_rate, generator=secret,
-                                            steps=plan.steps - taken)
-    bar = progress_bar(settings, place, plan.steps, "step")
-    bar.update(taken)
-    model.train()
-    for indices in sampler:
-        if group.any(time.monotonic() > deadline):
-            stopped_by = "time_budget"
-            break
-        maybe_kill(group.rank, taken, place.phase)
-        if torch.rand(1, generator=orders).item() < settings.canonical_order_share:
-            before = canonical
-        else:
-            order = torch.randperm(n_columns, generator=orders).tolist()
-            before = argn.precedence(argn.sub_order(order)).to(place.device)
-        index = torch.as_tensor(indices, dtype=torch.long) if n else torch.zeros(0, dtype=torch.long)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.original_optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["scheduler"])
+        self.steps_taken = self.resumed_at = saved["step"]
+
+    def epochs(self) -> Iterator[int]:
+        # one Poisson sampler for the steps left; the epochs take their batches from it in turn
+        self.sampler = iter(UniformWithReplacementSampler(num_samples=max(len(self.samples), 1),
+                                                          sample_rate=self.plan.sample_rate, generator=self.secret,
+                                                          steps=self.plan.steps - self.steps_taken))
+        while self.steps_taken < self.plan.steps:
+            yield len(self.history) + 1
+
+    def batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        """Up to the next record: a multiple of 1/sample_rate steps, or the last planned step."""
+        left = min(self.steps_per_epoch - self.steps_taken % self.steps_per_epoch, self.plan.steps - self.steps_taken)
+        empty = not len(self.samples)
+        return (torch.zeros(0, dtype=torch.long) if empty else torch.as_tensor(indices, dtype=torch.long)
+                for indices in itertools.islice(self.sampler, left))
+
+    def step(self, index: torch.Tensor, before: torch.Tensor) -> None:
+        model = self.model
         if len(index):
-            clipped_gradient_sum(model, place.to_device(samples.batch(index, windows)), before, plan.max_grad_norm)
+            clipped_gradient_sum(model, self.place.to_device(self.samples.batch(index, self.windows)), before,
+                                 self.plan.max_grad_norm)
         else:  # an empty Poisson batch still takes a (pure noise) step: the accountant counts it
             for p in model.parameters():
                 p.grad = torch.zeros_like(p)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        schedule.step()
-        taken += 1
-        bar.update(1)
-        if taken % steps_per_epoch == 0 or taken == plan.steps:
-            spent = epsilon_of([(plan.noise_multiplier, plan.sample_rate, taken)], delta)
-            record = {"epoch": len(history) + 1, "step": taken, "training_epsilon_so_far": spent,
-                      "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.monotonic() - start + spent_s}
-            history.append(record)
-            bar.set_postfix(step=taken, epsilon=f"{spent:.2f}", elapsed=f"{record['elapsed_s']:.0f}s")
-            if on_epoch:
-                on_epoch(record["epoch"], record)
-            if place.checkpointer and taken < plan.steps:
-                place.checkpointer.save({"model": model.state_dict(), "optimizer": optimizer.original_optimizer.state_dict(),
-                                         "scheduler": schedule.state_dict(), "orders": orders.get_state(),
-                                         "plan": list(astuple(plan)), "step": taken, "history": history,
-                                         "elapsed_s": record["elapsed_s"]})
-    bar.close()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    done = replace(plan, steps=taken)
-    epochs = taken * plan.sample_rate
-    result = TrainResult(epochs=max(1, round(epochs)), best_epoch=max(1, round(epochs)), best_val_loss=None,
-                         train_loss=math.nan, seconds=time.monotonic() - start + spent_s, stopped_by=stopped_by,
-                         history=history, resumed_at=resumed_at)
-    return result, done
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step()
+
+    def epoch_record(self, epoch: int) -> dict:
+        """Epsilon so far and the scheduled learning rate: never a loss, which would be an unaccounted release."""
+        plan = self.plan
+        spent = epsilon_of([(plan.noise_multiplier, plan.sample_rate, self.steps_taken)], self.delta)
+        return {"epoch": epoch, "step": self.steps_taken, "training_epsilon_so_far": spent,
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def postfix(self, record: dict) -> dict:
+        return {"step": record["step"], "epsilon": f"{record['training_epsilon_so_far']:.2f}"}
+
+    def stop(self, out_of_time: bool) -> str | None:
+        if self.steps_taken >= self.plan.steps:
+            return "planned_steps"
+        return "time_budget" if out_of_time else None
+
+    def checkpoint(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.original_optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(), "plan": list(astuple(self.plan)), "step": self.steps_taken}
+
+    def finish(self) -> TrainResult:
+        self.model.eval()
+        for p in self.model.parameters():
+            p.grad = None
+        epochs = max(1, round(self.steps_taken * self.plan.sample_rate))
+        return TrainResult(epochs=epochs, best_epoch=epochs, best_val_loss=None, train_loss=math.nan,
+                           seconds=self.elapsed(), stopped_by=self.stopped_by, history=self.history,
+                           resumed_at=self.resumed_at)
+
+    def bar_total(self) -> int | None:
+        return self.plan.steps
+
+    def bar_position(self) -> int:
+        return self.steps_taken
+
+
+def fit_private(model: torch.nn.Module, samples: Samples, settings: TrainSettings, plan: PrivateSteps,
+                delta: float, on_epoch: Callable[[int, dict], None] | None = None,
+                placement: Placement | None = None) -> tuple[TrainResult, PrivateSteps]:
+    """Train in place with DP-SGD for at most ``plan.steps`` steps; returns the result and the steps taken."""
+    trainer = PrivateTrainer(model, samples, settings, plan, delta, on_epoch, placement)
+    result = trainer.run()
+    return result, replace(plan, steps=trainer.steps_taken)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -24,7 +24,7 @@ from spark_synth.encoding.packing import Field
 from spark_synth.errors import SynthError
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sequence import SequenceARGN, SequenceModelConfig
-from spark_synth.training import dp_plan as dp
+from spark_synth.privacy import plan as dp
 from spark_synth.training.checkpoint import Checkpointer
 from spark_synth.training.collective import Collective, HorovodCollective, TorchCollective
 from spark_synth.training.data import (
@@ -36,7 +36,7 @@ from spark_synth.training.data import (
     load_sequences,
 )
 from spark_synth.training.loop import Placement, TrainResult, TrainSettings, fit
-from spark_synth.training.private import PrivateSteps
+from spark_synth.training.private import PrivateModel, fit_private, plan_training
 
 RESULT_FILE = "result.json"
 MIN_PHASE_MINUTES = 0.1
@@ -59,6 +59,15 @@ class Phase:
         return f"weights-{self.name}.safetensors"
 
 
+@dataclass(frozen=True)
+class SequenceWindows:
+    """An event log's sequences as the ranks load them: at most ``max_length`` events (protected), trained in
+    windows of ``window`` events."""
+
+    max_length: int
+    window: int
+
+
 @dataclass
 class RankJob:
     """One training, as every rank receives it: picklable, and free of Spark objects."""
@@ -75,7 +84,7 @@ class RankJob:
     mixed_precision: bool = True
     threads: int | None = None  # torch threads per process; None: this host's cores shared by its ranks
     release: dp.StatsRelease | None = None  # under DP: the statistics release (budget, noise)
-    sequence: dict[str, int] | None = None  # event logs: {"max_length", "window"}
+    windows: SequenceWindows | None = None  # event logs: how long sequences are cut for training
 
 
 def run_rank(job: RankJob, on_epoch=None) -> dict[str, Any]:
@@ -155,8 +164,8 @@ def _train(job: RankJob, group: Collective, on_epoch) -> dict[str, Any]:
         model, (train, val) = models[phase.name], samples[phase.name]
         steps = None
         if job.release:
-            private = dp.PrivateModel(model, train, minutes, phase.max_epochs, _planned(phase), phase.batch_size)
-            result, steps = dp.train_private(private, plans[phase.name], settings, job.release, callback, place)
+            result, steps = fit_private(model, train, settings, plans[phase.name], job.release.budget.rdp_delta,
+                                        callback, place)
         else:
             result = fit(model, train, val, settings, callback, place)
         outcomes[phase.name] = _outcome(result, steps)
@@ -173,12 +182,12 @@ def _load(job: RankJob, mine: dict[str, list[str]], rank: int) -> dict[str, tupl
             raise SynthError(f"rank {rank} on {os.uname().nodename} cannot see its encoded shard {path}.",
                              "Set --work-dir (or --checkpoint-dir) to storage every worker mounts "
                              "(on Databricks a /Volumes/... path).")
-    if job.sequence is None:
+    if job.windows is None:
         train, val = load_codes(job.fields["rows"], mine["rows"])
         return {"model": (FlatSamples(train), FlatSamples(val))}
     subject_train, subject_val = load_codes(job.fields["subjects"], mine["subjects"])
     sequences = load_sequences(mine["subjects"], mine["events"], job.fields["subjects"], job.fields["events"],
-                               job.sequence["max_length"], job.sequence["window"])
+                               job.windows.max_length, job.windows.window)
     return {"subjects": (FlatSamples(subject_train), FlatSamples(subject_val)), "events": sequences}
 
 
@@ -207,20 +216,20 @@ def _seen_rows(model: torch.nn.Module, train: Samples,
 
 
 def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, tuple[Samples, Samples]],
-           group: Collective, device: torch.device, checkpoint: dict[str, Checkpointer]) -> dict[str, PrivateSteps]:
+           group: Collective, device: torch.device, checkpoint: dict[str, Checkpointer]) -> dict[str, dp.PrivateSteps]:
     """DP-SGD steps per phase and one noise for all. A resumed job keeps the plan it made: the noise was
     calibrated for exactly those steps, so it ends with the epsilon of an uninterrupted run."""
     first = checkpoint[job.phases[0].name] if checkpoint else None
     saved = first.load_plan() if first else None
     if saved:
-        return {name: PrivateSteps(*plan) for name, plan in saved.items()}
+        return {name: dp.PrivateSteps(*plan) for name, plan in saved.items()}
     private = []
     for phase in job.phases:
         minutes = None if phase.time_share is None else job.settings.max_minutes * phase.time_share
-        private.append(dp.PrivateModel(models[phase.name], samples[phase.name][0], minutes, phase.max_epochs,
+        private.append(PrivateModel(models[phase.name], samples[phase.name][0], minutes, phase.max_epochs,
                                        _planned(phase), phase.batch_size, phase.length_weights))
     place = Placement(group, device)
-    plans = dict(zip([p.name for p in job.phases], dp.plan_training(job.release, private, job.settings.max_minutes,
+    plans = dict(zip([p.name for p in job.phases], plan_training(job.release, private, job.settings.max_minutes,
                                                                      place), strict=True))
     if first:
         first.save_plan({name: list(asdict(plan).values()) for name, plan in plans.items()})
@@ -233,7 +242,7 @@ def _planned(phase: Phase) -> int:
     return phase.planned_samples
 
 
-def _outcome(result: TrainResult, steps: PrivateSteps | None) -> dict[str, Any]:
+def _outcome(result: TrainResult, steps: dp.PrivateSteps | None) -> dict[str, Any]:
     """Under DP the throughput counts planned samples (steps x expected batch): the exact ones are data."""
     seen = steps.steps * steps.expected_batch if steps else sum(r.get("samples", 0) for r in result.history)
     return {"result": asdict(result), "private_steps": asdict(steps) if steps else None,

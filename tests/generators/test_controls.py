@@ -6,19 +6,20 @@ import pytest
 import torch
 
 from spark_synth.encoding import TableCodec
+from spark_synth.encoding.stats import TableStats
 from spark_synth.errors import SynthError
 from spark_synth.generators.controls import Controls, plan
 from spark_synth.model.argn import FlatARGN, ModelConfig
 from spark_synth.model.sampling import nucleus
 
-STATS = {"columns": [
+STATS = TableStats.from_json({"columns": [
     {"name": "sex", "spark_type": "string", "encoding": "categorical", "values": ["F", "M"], "has_nulls": False,
      "has_rare": False},
     {"name": "income", "spark_type": "string", "encoding": "categorical", "values": ["low", "high"],
      "has_nulls": False, "has_rare": False},
     {"name": "job", "spark_type": "string", "encoding": "categorical", "values": ["a", "b", "c"], "has_nulls": True,
      "has_rare": True},
-]}
+]})
 
 
 def _model() -> FlatARGN:

@@ -107,7 +107,7 @@ def test_a_larger_event_batch_gives_linked_repeatable_events() -> None:
     again = tiny_log_generator().to("cpu", sub_batch=512, event_batch=1024)
     assert events.equals(again.generate_events_chunk(3, 0, 1500, 0).to_pandas())
     assert len(subjects) == 1500 and set(events["player_id"]) <= set(subjects["id"])
-    assert events.groupby("player_id").size().max() <= log.sequence["max_length"]
+    assert events.groupby("player_id").size().max() <= log.sequence.max_length
     years = events.groupby("player_id")["year"]
     assert bool((years.diff().dropna() >= 0).all())  # ordered by construction
 

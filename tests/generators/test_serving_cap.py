@@ -10,7 +10,7 @@ from support.tiny_generators import SEQUENCE, tiny_generator, tiny_log_generator
 
 from spark_synth.generators.mlflow_model import MAX_ROWS_ENV, GeneratorModel
 
-MAX_LENGTH = SEQUENCE["max_length"]
+MAX_LENGTH = SEQUENCE.max_length
 
 
 def served(generator) -> GeneratorModel:

@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 from support.commands import log_argv, write_log
 
 from spark_synth.face import cli
+from spark_synth.privacy import plan as dp
 from spark_synth.spark import private_analyze as private_stats
-from spark_synth.training import dp_plan as dp
 
 COUPLED_COUNT = 2718.0  # the released row/subject count of both runs
 DP_SETTINGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "30", "--seed", "5"]  # the epoch cap binds, not time

@@ -25,6 +25,7 @@ from spark_synth.privacy.budget import (
     sgd_noise,
     statistics_noise,
 )
+from spark_synth.privacy.plan import PrivateSteps
 from spark_synth.training.clipping import (
     _vmap_clipped_sum,
     clipped_gradient_sum,
@@ -33,7 +34,7 @@ from spark_synth.training.clipping import (
 )
 from spark_synth.training.data import FlatSamples, SequenceSamples
 from spark_synth.training.loop import TrainSettings
-from spark_synth.training.private import PrivateSteps, fit_private
+from spark_synth.training.private import fit_private
 
 
 # ---------------------------------------------------------------------------------------------- accounting
@@ -94,7 +95,7 @@ def test_delta_is_checked_against_the_noisy_count_and_the_refusal_names_only_it(
 
 def test_the_default_delta_is_a_constant() -> None:
     """A default derived from the row count (0.1/N) would publish N: the default is data-independent."""
-    from spark_synth.training.dp_plan import budget_for
+    from spark_synth.privacy.plan import budget_for
 
     assert budget_for(TrainConfig(data="x", model_dir="m", max_epsilon=2)).delta == DEFAULT_DELTA
     assert budget_for(TrainConfig(data="x", model_dir="m", max_epsilon=2, delta=1e-7)).delta == 1e-7
@@ -256,7 +257,8 @@ def test_private_training_takes_the_planned_steps_and_reports_them() -> None:
 
 
 def test_training_plan_spends_the_whole_budget_and_shares_the_time() -> None:
-    from spark_synth.training.dp_plan import PrivateModel, StatsRelease, plan_training, privacy_report
+    from spark_synth.privacy.plan import StatsRelease, privacy_report
+    from spark_synth.training.private import PrivateModel, plan_training
 
     budget = Budget(3.0, 1e-6)
     release = StatsRelease(budget, statistics_noise(budget), partitions=8, counts=1)

@@ -12,9 +12,9 @@ from support.commands import assert_rejected, log_argv, write_log
 
 from spark_synth.face import cli
 from spark_synth.privacy.budget import Budget
+from spark_synth.privacy.plan import plan_statistics
 from spark_synth.spark.private_analyze import noisy_counts, private_statistics, released_partitions
 from spark_synth.spark.schema import ColumnPlan
-from spark_synth.training.dp_plan import plan_statistics
 
 COLOR = ColumnPlan("color", "string", "categorical", "auto")
 AMOUNT = ColumnPlan("amount", "double", "numeric", "auto")
@@ -37,7 +37,7 @@ def test_a_category_held_by_one_row_is_not_released(spark) -> None:
     release = plan_statistics(Budget(1.0, 1e-6), [[COLOR]])
     for _ in range(5):
         stats = private_statistics(df, [COLOR], release.noise_std, release.threshold, noisy_rows=5001)
-        assert stats["columns"][0]["values"] == ["common", "usual"]
+        assert stats.columns[0].values == ("common", "usual")
 
 
 def test_a_subjects_category_is_dropped_however_many_events_hold_it(spark) -> None:
@@ -52,15 +52,15 @@ def test_a_subjects_category_is_dropped_however_many_events_hold_it(spark) -> No
         assert set(released[0]["exact"]) == {"A", "B"}
         assert max(released[1]["exact"]) < 1e9 and all(abs(c) < 10_100 for c in released[1]["bins"])  # below 2^12.5
         stats = private_statistics(df, [COLOR, AMOUNT], release.noise_std, release.threshold, None, unit="subject")
-        assert "ZZ9" not in json.dumps(stats) and stats["columns"][1]["encoding"] == "categorical"
-        assert max(stats["columns"][1]["values"]) < 1e9
+        assert "ZZ9" not in json.dumps(stats.to_json()) and stats.columns[1].encoding == "categorical"
+        assert max(stats.columns[1].values) < 1e9
 
 
 def test_bounds_of_a_continuous_column_come_from_released_bins(spark) -> None:
     values = np.random.default_rng(0).lognormal(10, 1, 20_000)
     df = spark.createDataFrame(pd.DataFrame({"amount": values}))
     release = plan_statistics(Budget(2.0, 1e-6), [[AMOUNT]])
-    entry = private_statistics(df, [AMOUNT], release.noise_std, release.threshold, 20_000)["columns"][0]
+    entry = private_statistics(df, [AMOUNT], release.noise_std, release.threshold, 20_000).to_json()["columns"][0]
     assert entry["encoding"] == "binned" and entry["edges"] == sorted(entry["edges"])
     assert values.min() <= entry["min"] < np.quantile(values, 0.03)  # never the true extreme ...
     assert np.quantile(values, 0.97) < entry["max"] <= values.max()  # ... but covering the bulk
@@ -153,10 +153,10 @@ def test_event_log_with_user_level_dp_runs_end_to_end(spark, tmp_path, mlflow_st
 
 
 def test_text_dates_are_decided_on_noisy_margins_and_a_few_dates_stay_text(spark, monkeypatch) -> None:
+    from spark_synth.privacy.plan import text_date_noise_std
     from spark_synth.spark import normalize
     from spark_synth.spark.normalize import private_text_date_formats
     from spark_synth.spark.schema import plan_columns
-    from spark_synth.training.dp_plan import text_date_noise_std
 
     monkeypatch.setattr(normalize.secrets, "randbits", lambda bits: 11)  # one fixed draw of the product's noise
 

@@ -19,13 +19,13 @@ CENSUS = str(CENSUS_DIR / "census_train.parquet")
 def stats_of(spark, frame: pd.DataFrame, settings: dict | None = None) -> dict:
     df = spark.createDataFrame(frame)
     plans = plan_columns(df.schema, {k: ColumnSettings(**v) for k, v in (settings or {}).items()})
-    return {c["name"]: c for c in analyze(df, plans)["columns"]}
+    return {c["name"]: c for c in analyze(df, plans).to_json()["columns"]}
 
 
 def test_census_encodings_are_chosen_from_the_data(spark) -> None:
     df = spark.read.parquet(CENSUS)
     plans = plan_columns(df.schema, {})
-    stats = {c["name"]: c for c in analyze(df, plans)["columns"]}
+    stats = {c["name"]: c for c in analyze(df, plans).to_json()["columns"]}
     assert stats["age"]["encoding"] == "categorical"  # ~70 protected values: categorical-like
     assert stats["fnlwgt"]["encoding"] == "binned"  # a wide integer range
     assert stats["workclass"]["encoding"] == "categorical" and "Private" in stats["workclass"]["values"]
@@ -89,19 +89,19 @@ def test_one_row_or_subject_does_not_flip_the_column_flags(spark, unit: str | No
     is not a property of the column; the odd values are rounded and dropped instead."""
     df = flag_table(spark, 1 if unit is None else 20, one_subject=True)
     plans = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="binned")})
-    stats = {c["name"]: c for c in analyze(df, plans, unit=unit)["columns"]}
+    stats = {c["name"]: c for c in analyze(df, plans, unit=unit).to_json()["columns"]}
     assert [stats[c]["has_nulls"] for c in ("v", "x", "t")] == [False] * 3
     assert stats["x"]["integral"] is True
     assert stats["t"]["has_time"] is False
     digits = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="digits")})
-    assert analyze(df, digits, unit=unit)["columns"][1]["encoding"] == "digits"  # no longer refused
+    assert analyze(df, digits, unit=unit).columns[1].encoding == "digits"  # no longer refused
 
 
 @pytest.mark.parametrize("unit", [None, "subject"])
 def test_flags_held_by_k_rows_or_subjects_stand(spark, unit: str | None) -> None:
     df = flag_table(spark, 8, one_subject=False)  # more than any k, each a subject of its own
     plans = plan_columns(df.drop("subject").schema, {"x": ColumnSettings(encoding="binned")})
-    stats = {c["name"]: c for c in analyze(df, plans, unit=unit)["columns"]}
+    stats = {c["name"]: c for c in analyze(df, plans, unit=unit).to_json()["columns"]}
     assert stats["v"]["has_nulls"] is True
     assert stats["x"]["integral"] is False
     assert stats["t"]["has_time"] is True

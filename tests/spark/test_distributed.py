@@ -14,7 +14,7 @@ from spark_synth.face import cli
 from spark_synth.faults import KILL_ENV
 from spark_synth.generators.event_log import LogGenerator
 from spark_synth.generators.flat import FlatGenerator
-from spark_synth.training import dp_plan as dp
+from spark_synth.privacy import plan as dp
 
 DP_ARGS = ["--max-epsilon", "4", "--max-epochs", "2", "--max-minutes", "5"]
 

@@ -19,6 +19,7 @@ from support.data import CENSUS
 from spark_synth.config import ColumnSettings
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.packing import unpack
+from spark_synth.encoding.stats import TableStats
 from spark_synth.examples.datasets import simulate_log
 from spark_synth.spark.analyze import analyze
 from spark_synth.spark.encode import encode_to_shards
@@ -28,22 +29,22 @@ from spark_synth.spark.schema import plan_columns, quoted
 ROW = "__row"
 
 
-def prepared(df: DataFrame, settings: dict | None = None) -> tuple[DataFrame, dict]:
+def prepared(df: DataFrame, settings: dict | None = None) -> tuple[DataFrame, TableStats]:
     """The normalized table with a row id, and its protected statistics (as training computes them)."""
     df, plans = normalize(df, plan_columns(df.schema, {k: ColumnSettings(**v) for k, v in (settings or {}).items()}))
     stats = analyze(df, plans)
     return df.withColumn(ROW, F.monotonically_increasing_id()), stats
 
 
-def jvm_codes(df: DataFrame, stats: dict, directory: Path) -> np.ndarray:
+def jvm_codes(df: DataFrame, stats: TableStats, directory: Path) -> np.ndarray:
     fields = encode_to_shards(df, stats, str(directory), passthrough=(ROW,))
     table = pq.read_table(directory)
     return unpack(table, fields)[np.argsort(table.column(ROW).to_numpy())]
 
 
-def numpy_codes(df: DataFrame, stats: dict) -> np.ndarray:
+def numpy_codes(df: DataFrame, stats: TableStats) -> np.ndarray:
     """The numpy codecs on the same rows, in Python workers (Arrow batches as Spark sends them)."""
-    names = [c["name"] for c in stats["columns"]]
+    names = [c.name for c in stats.columns]
     width = len(TableCodec(stats).sub_columns)
 
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -59,7 +60,7 @@ def numpy_codes(df: DataFrame, stats: dict) -> np.ndarray:
     return frame[[f"s{j}" for j in range(width)]].to_numpy()
 
 
-def assert_same_codes(df: DataFrame, stats: dict, directory: Path) -> None:
+def assert_same_codes(df: DataFrame, stats: TableStats, directory: Path) -> None:
     expected, got = numpy_codes(df, stats), jvm_codes(df, stats, directory)
     assert got.shape == expected.shape
     names = [s.name for s in TableCodec(stats).sub_columns]
@@ -69,7 +70,7 @@ def assert_same_codes(df: DataFrame, stats: dict, directory: Path) -> None:
 
 def test_census_codes_match_numpy(spark, tmp_path: Path) -> None:
     df, stats = prepared(spark.read.parquet(str(CENSUS)), {"capital_gain": {"encoding": "digits"}})
-    encodings = {c["encoding"] for c in stats["columns"]}
+    encodings = {c.encoding for c in stats.columns}
     assert {"categorical", "binned", "digits"} <= encodings
     assert_same_codes(df, stats, tmp_path / "census")
 
@@ -77,7 +78,7 @@ def test_census_codes_match_numpy(spark, tmp_path: Path) -> None:
 def test_simulated_log_codes_match_numpy(spark, tmp_path: Path) -> None:
     customers, events = simulate_log(spark, 3_000, seed=5, mean_events=8)
     df, stats = prepared(events.join(customers, "customer_id").drop("customer_id"))
-    assert {c["encoding"] for c in stats["columns"]} >= {"datetime", "categorical", "binned"}
+    assert {c.encoding for c in stats.columns} >= {"datetime", "categorical", "binned"}
     assert_same_codes(df, stats, tmp_path / "log")
 
 
@@ -113,7 +114,7 @@ def test_edge_values_match_numpy_in_any_session_time_zone(spark, tmp_path: Path)
     spark.conf.set("spark.sql.session.timeZone", "America/New_York")
     try:
         df, stats = prepared(df, settings)
-        encodings = {c["name"]: c["encoding"] for c in stats["columns"]}
+        encodings = {c.name: c.encoding for c in stats.columns}
         assert encodings["text_day"] == encodings["text_at"] == encodings["wall"] == "datetime"
         assert_same_codes(df, stats, tmp_path / "edge")
     finally:

@@ -18,7 +18,7 @@ from spark_synth.stages.train import train
 
 def stats_of(spark, df, settings: dict | None = None) -> dict:
     plans = plan_columns(df.schema, {k: ColumnSettings(**v) for k, v in (settings or {}).items()})
-    return {c["name"]: c for c in analyze(df, plans)["columns"]}
+    return {c["name"]: c for c in analyze(df, plans).to_json()["columns"]}
 
 
 def test_small_tables_publish_no_single_row_values_as_point_masses(spark) -> None:

@@ -312,7 +312,7 @@ def test_bad_seed_events_are_refused(trained_log, baseball_sample, mlflow_store,
     assert_rejected(argv(tmp_path / "keyless.parquet", tmp_path / "events.parquet"), capsys, digest,
                     [tmp_path / "keyless.parquet"], ["need the subject key 'id'"], ["Add 'id'"])
     generator = LogGenerator.load(str(trained_log.model_dir))
-    too_long = pd.DataFrame({"players_id": seed.id.iloc[0], "year": range(2000, 2001 + generator.sequence["max_length"])})
+    too_long = pd.DataFrame({"players_id": seed.id.iloc[0], "year": range(2000, 2001 + generator.sequence.max_length)})
     with pytest.raises(SynthError, match="at most"):
         generator.sample_seeded(seed, seed_events=too_long)
 

@@ -1,12 +1,13 @@
-"""Differential privacy in the training pipelines: the budget, the statistics release, DP-SGD, the report.
+"""Differential privacy's plan for a training: the budget, the statistics release, the DP-SGD noise, the report.
 
-Order of events (flat tables and event logs alike): check the budget (before any other work: the
-budget and its delta are settings, never derived from the data); fix the statistics noise; release
-the noisy row/subject count and check delta against it; release the noisy statistics; build and size
-the models from them; time a few steps on random codes to plan how many DP-SGD steps fit the time
-budget; calibrate the DP-SGD noise so that statistics + all planned steps spend exactly the budget;
-train. Every size the plan uses (sample rates, expected batches, epoch caps) comes from the noisy
-count, never from the exact one, so every number that leaves is noised or data-independent.
+Order of events (every data shape): check the budget (before any other work: the budget and its delta are
+settings, never derived from the data); fix the statistics noise; release the noisy row/subject count and
+check delta against it; release the noisy statistics; build and size the models from them; time a few steps
+on random codes to plan how many DP-SGD steps fit the time budget (the training side,
+:func:`spark_synth.training.private.plan_training`); calibrate the DP-SGD noise (:func:`calibrate`) so that
+statistics + all planned steps spend exactly the budget; train. Every size the plan uses (sample rates,
+expected batches, epoch caps) comes from the noisy count, never from the exact one, so every number that
+leaves is noised or data-independent. Pure math: no Spark, no torch, no training loop.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from spark_synth.privacy.budget import (
     DEFAULT_DELTA,
@@ -30,11 +30,8 @@ from spark_synth.privacy.budget import (
     statistics_noise,
 )
 from spark_synth.privacy.histograms import noise_std, partitions_per_subject, selection_threshold
-from spark_synth.training.data import Samples
-from spark_synth.training.loop import Placement, TrainSettings
-from spark_synth.training.private import PrivateSteps, dp_batch_size, fit_private, planned_steps
 
-if TYPE_CHECKING:  # training ranks import this module: it stays free of Spark
+if TYPE_CHECKING:
     from spark_synth.config import TrainConfig
     from spark_synth.spark.schema import ColumnPlan
 
@@ -104,43 +101,32 @@ def text_date_noise_std(columns: int) -> float:
 
 
 @dataclass
-class PrivateModel:
-    """One model to train with DP-SGD: its samples, time budget, expected batch and epoch cap."""
+class PrivateSteps:
+    """What the accountant needs about one DP-SGD run (Opacus' history entry), and the clipping norm."""
 
-    model: torch.nn.Module
-    samples: Samples
-    minutes: float | None  # None: the time the models planned before it leave
-    max_epochs: int
-    planned_samples: int  # across all ranks, from the noisy count (:func:`training_samples`), never the exact one
-    batch_size: int | None = None  # None: sized by dp_batch_size
-    length_weights: list[float] | None = None  # event models: length distribution for the timing probe
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    expected_batch: float  # the normaliser of the noisy gradient sum: planned from the noisy count, not measured
+    max_grad_norm: float = 1.0
 
     @property
-    def expected_batch(self) -> int:
-        size = self.batch_size or dp_batch_size(self.planned_samples, sequences=self.length_weights is not None)
-        return max(1, min(size, self.planned_samples))
+    def mechanism(self) -> tuple[float, float, int]:
+        return (self.noise_multiplier, self.sample_rate, self.steps)
 
 
-def plan_training(release: StatsRelease, models: list[PrivateModel], minutes: float,
-                  placement: Placement | None = None) -> list[PrivateSteps]:
-    """Steps and sample rate per model (trained one after the other within ``minutes``), and one noise
-    multiplier for all that spends the rest of the budget. Across ranks, every rank plans the same."""
-    phases = []
-    for m in models:
-        rate = m.expected_batch / m.planned_samples
-        budget = minutes if m.minutes is None else min(m.minutes, minutes)
-        steps, expected = planned_steps(m.model, m.expected_batch, budget, m.max_epochs, rate, m.length_weights,
-                                        placement)
-        m.minutes, minutes = budget, max(minutes - expected, 0.05)
-        phases.append((rate, steps, m.expected_batch))
+def dp_batch_size(n_samples: int, sequences: bool) -> int:
+    """Large Poisson batches: noise shrinks relative to the summed gradient as batches grow."""
+    share, low, high = (32, 64, 1024) if sequences else (16, 256, 4096)
+    return int(min(high, max(low, 2 ** round(math.log2(max(n_samples / share, 1))))))
+
+
+def calibrate(release: StatsRelease, phases: list[tuple[float, int, float]]) -> list[PrivateSteps]:
+    """One noise multiplier for all DP-SGD phases ``(sample rate, steps, expected batch)``, trained one after
+    the other, that spends what the statistics release leaves of the budget."""
     noise = sgd_noise(release.budget, release.noise_multiplier, [(rate, steps) for rate, steps, _ in phases],
                       release.fixed)
     return [PrivateSteps(noise, rate, steps, float(batch)) for rate, steps, batch in phases]
-
-
-def train_private(m: PrivateModel, plan: PrivateSteps, settings: TrainSettings, release: StatsRelease, on_epoch=None,
-                  placement: Placement | None = None):
-    return fit_private(m.model, m.samples, settings, plan, release.budget.rdp_delta, on_epoch, placement)
 
 
 def privacy_report(release: StatsRelease, runs: list[PrivateSteps]) -> dict[str, Any]:
