@@ -67,7 +67,8 @@ def text_date_formats(df: DataFrame, plans: list[ColumnPlan]) -> dict[str, str]:
     if not candidates:
         return {}
     probe = df.select(*[F.col(quoted(p.name)) for p in candidates]).limit(PROBE_ROWS)
-    likely = [p for p in candidates if p.name in _formats(probe, candidates, unseen=True)]
+    seen = _formats(probe, candidates, unseen=True)  # one job for every candidate
+    likely = [p for p in candidates if p.name in seen]
     return _formats(df, likely) if likely else {}
 
 
