@@ -24,7 +24,7 @@ def _train_argv(shape: str, directory: Path, players: pd.DataFrame, batting: pd.
     batting.to_parquet(events, index=False)
     argv = ["train", "--events", str(events), "--foreign-key", "players_id", "--order-by", "year",
             "--model-dir", str(directory / "generator"), "--tracking-uri", store.uri, "--no-progress",
-            "--max-minutes", "0.3", "--config", str(_no_quality(directory))]
+            "--max-minutes", "0.15", "--config", str(_no_quality(directory))]
     if shape == "key-only-subjects":
         subjects = directory / "players.parquet"
         players[["id"]].to_parquet(subjects, index=False)
