@@ -29,16 +29,16 @@ def test_spark_submit_runs_the_census_pipeline(master, census_parquet, census_sa
     census_sample.tail(1000).to_parquet(holdout, index=False)
     argv = [str(SPARK_SUBMIT), "--master", master, "--driver-memory", "2g", "jobs/pipeline.py",
             "--config", "conf/census.yaml", "--tracking-uri", mlflow_store.uri,
-            "--set", f"data={census_parquet}", "--set", "max_minutes=0.15", "--set", f"model_dir={tmp_path / 'model'}",
-            "--set", f"register={name}", "--set", f"evaluate.holdout={holdout}", "--set", "evaluate.rows=1000",
+            "--set", f"data={census_parquet}", "--set", "max_minutes=0.2", "--set", f"model_dir={tmp_path / 'model'}",
+            "--set", f"register={name}", "--set", f"evaluate.holdout={holdout}", "--set", "evaluate.rows=2000",
             "--set", "evaluate.min_accuracy=0.75", "--set", f"evaluate.report={tmp_path / 'report.html'}",
-            "--set", "evaluate.promote=champion", "--set", "generate.rows=5000",
+            "--set", "evaluate.promote=champion", "--set", "generate.rows=30000",
             "--set", f"generate.output={tmp_path / 'synthetic'}", "--no-progress"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     synthetic = pd.read_parquet(tmp_path / "synthetic")
-    assert len(synthetic) == 5_000 and list(synthetic.columns) == list(census_sample.columns)
+    assert len(synthetic) == 30_000 and list(synthetic.columns) == list(census_sample.columns)
     assert (tmp_path / "report.html").stat().st_size > 10_000
     version = mlflow_store.client().get_model_version_by_alias(name, "champion")
     assert str(version.version) == "1" and f"models:/{name}@champion -> version 1" in done.stdout
