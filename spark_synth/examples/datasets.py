@@ -24,13 +24,22 @@ def credit_data() -> pd.DataFrame:
     return frame.rename(columns={"rownames": "applicant_id"}).convert_dtypes(dtype_backend="pyarrow")
 
 
-def census_or_credit(shared_data: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def census_or_credit(shared_data: str | None = None, max_rows: int | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(training rows, holdout rows, target) for the hands-on notebooks.
 
     The census table of ``../shared/data`` (target ``income``) where a checkout has it beside the
     repository, else the bundled credit table split 80/20 (target ``Status``), so the notebooks run
-    with the project alone.
+    with the project alone. ``max_rows`` keeps a seeded sample of at most that many rows per split (quick runs).
     """
+    training, holdout, target = _census_or_credit(shared_data)
+    if max_rows is not None:
+        training, holdout = (frame.sample(min(max_rows, len(frame)), random_state=0).reset_index(drop=True)
+                             for frame in (training, holdout))
+    return training, holdout, target
+
+
+def _census_or_credit(shared_data: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     candidates = [shared_data, os.environ.get("SPARK_SYNTH_SHARED_DATA"), "../shared/data", "../../shared/data"]
     for base in filter(None, candidates):
         census = os.path.join(base, "census")
