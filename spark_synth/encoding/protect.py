@@ -57,5 +57,35 @@ def kth_bounds(smallest: Iterable[float], largest: Iterable[float], k: int) -> t
     return (lo, hi) if lo <= hi else (hi, lo)
 
 
+def pooled_counts(counts: list[float], k: int) -> list[float]:
+    """A histogram over ordered bins (e.g. sequence lengths) in which every published count rests on k rows or more.
+
+    A bin held by k rows or more stays. Runs of rarer bins are pooled from the top down until a pool holds k rows,
+    and its rows are spread evenly over its bins; a run that ends short of k (at a frequent bin or at the bottom)
+    adds its rows to the nearest published bin. The mass of a long tail of rare values is kept, where zeroing them
+    would lose it.
+    """
+    out = [0.0] * len(counts)
+    pending: list[int] = []
+    nearest: list[int] = []  # the last published pool: where a short run's rows go
+
+    def publish(pool: list[int], rows: float) -> None:
+        for i in pool:
+            out[i] += rows / len(pool)
+
+    for index in range(len(counts) - 1, -1, -1):
+        if counts[index] >= k:
+            publish([index], counts[index] + sum(counts[i] for i in pending))  # a short run joins this bin
+            nearest, pending = [index], []
+            continue
+        pending.append(index)
+        if sum(counts[i] for i in pending) >= k:
+            publish(pending, sum(counts[i] for i in pending))
+            nearest, pending = pending, []
+    if pending and nearest:
+        publish(nearest, sum(counts[i] for i in pending))
+    return out
+
+
 def _sort_key(value: object) -> tuple[int, object]:
     return (0, value) if not isinstance(value, str) else (1, value)

@@ -23,6 +23,7 @@ from spark_synth.model.argn import FlatARGN, ModelConfig, embedding_dim
 from spark_synth.model.sampling import draw
 
 POSITION_BUCKETS = 64  # positions and remaining steps beyond this share the last embedding
+LENGTH_SMOOTHING = 0.5  # subjects added to every length of a starting distribution: no length starts impossible
 
 
 @dataclass
@@ -71,6 +72,24 @@ class SequenceARGN(nn.Module):
         self.remaining = nn.Embedding(POSITION_BUCKETS, 16)
         self.to_state = nn.Sequential(nn.Dropout(config.dropout),
                                       nn.Linear(hidden + config.history + 32, config.state), nn.GELU())
+
+    def start_lengths_at(self, subjects_per_length: list[float]) -> None:
+        """Make the length head predict this length distribution before any step (lightly smoothed).
+
+        From its default start, near uniform over hundreds of lengths, the head needs far more steps than the
+        event heads: training stopped by early stopping or time ended with too much mass on long sequences.
+        The last layer's weights start at zero, so every context starts at the distribution; training then
+        learns how each context departs from it.
+        """
+        counts = torch.tensor(subjects_per_length, dtype=torch.float).clamp(min=0)
+        if counts.shape != (self.config.max_length + 1,):
+            raise ValueError(f"a length distribution over 0..{self.config.max_length} needs "
+                             f"{self.config.max_length + 1} entries, got {len(subjects_per_length)}")
+        share = (counts + LENGTH_SMOOTHING) / (counts.sum() + LENGTH_SMOOTHING * len(counts))
+        last = self.length_head[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(share.log())
 
     # ---- pieces shared by training and generation -------------------------------------
     def subject_context(self, subject_codes: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from spark_synth.config import TrainConfig
 from spark_synth.encoding import TableCodec
 from spark_synth.encoding.order import FIRST, GAP, gap_type
 from spark_synth.encoding.packing import Field
-from spark_synth.encoding.protect import K_MAX, draw_k
+from spark_synth.encoding.protect import draw_k, pooled_counts
 from spark_synth.encoding.sequence import SequenceSpec
 from spark_synth.encoding.stats import TableStats
 from spark_synth.encoding.types import logical_kind
@@ -74,7 +74,8 @@ class PreparedLog:
     validation_events: DataFrame
     orphan_events: int
     release: StatsRelease | None = None  # the DP statistics release, when training under a budget
-    length_weights: list[float] | None = None  # under DP: noisy counts of each length 0..max (released)
+    # subjects of each length 0..max: noisy (released) under DP, else pooled so that each count rests on k subjects
+    length_weights: list[float] | None = None
 
 
 def read_log(spark: SparkSession, schema: Schema, config: TrainConfig) -> LogSource:
@@ -189,9 +190,11 @@ def prepare_log(config: TrainConfig, source: LogSource, workspace: Workspace, bu
         subject_stats = private_statistics(subjects, subject_plans, release.noise_std, release.threshold,
                                            release.noisy_count(source.n_subjects, "subjects"))
         max_length, length_weights = _private_max_length(source, config, release)
+        # subjects without events: the noisy subject count less the released lengths (post-processing)
+        length_weights[0] += max(subject_stats.n_rows - sum(length_weights), 0.0)
     else:
         subject_stats = analyze(subjects, subject_plans, source.subject_name)
-        max_length = _max_length(source, config)
+        max_length, length_weights = _max_length(source, config)
     sequenced, event_plans, order_info = _sequenced_events(events, event_plans, source.link, max_length)
     if not saved:
         subject_stats = subject_stats.excluding([c for c in source.subjects.columns
@@ -252,22 +255,37 @@ def _subject_id(key, config: TrainConfig):
     return F.xxhash64(F.lit(config.seed), F.lit("subject"), key.cast("string"))
 
 
-def _max_length(source: LogSource, config: TrainConfig) -> int:
-    """The protected maximum sequence length: the k-th largest length, so no single subject sets it."""
-    counts = source.events.groupBy(col(source.link.foreign_key).cast("string").alias("__key")).count()
-    top = counts.orderBy(F.desc("count")).limit(K_MAX).collect()
-    lengths = sorted((int(r["count"]) for r in top), reverse=True)
+def _max_length(source: LogSource, config: TrainConfig) -> tuple[int, list[float]]:
+    """The protected maximum sequence length, the k-th largest length, so no single subject sets it; and how many
+    subjects have each length 0..max (longer ones at the max), rare lengths pooled with their neighbours (k subjects).
+
+    One job: the histogram of lengths, which has a few hundred entries at most, gives both.
+    """
+    lengths = source.events.groupBy(col(source.link.foreign_key).cast("string").alias("__key")).count()
+    histogram = {int(r["count"]): int(r["subjects"])
+                 for r in lengths.groupBy("count").agg(F.count(F.lit(1)).alias("subjects")).collect()}
     k = draw_k()  # secret: not recomputable from the stored seed
-    if len(lengths) < k:
-        raise SynthError(f"only {len(lengths)} subject(s) have events, too few to publish a protected sequence length.",
+    longest, seen = 0, 0
+    for length in sorted(histogram, reverse=True):
+        seen += histogram[length]
+        if seen >= k:
+            longest = length
+            break
+    if seen < k:
+        raise SynthError(f"only {seen} subject(s) have events, too few to publish a protected sequence length.",
                          "Provide more subjects with events.")
-    longest = lengths[k - 1]
-    return min(longest, config.max_sequence_length) if config.max_sequence_length else longest
+    if config.max_sequence_length:
+        longest = min(longest, config.max_sequence_length)
+    histogram[0] = source.n_subjects - sum(histogram.values())  # subjects without events
+    counts = [0.0] * (longest + 1)
+    for length, subjects in histogram.items():
+        counts[min(length, longest)] += subjects
+    return longest, pooled_counts(counts, k)
 
 
 def _private_max_length(source: LogSource, config: TrainConfig, release: StatsRelease) -> tuple[int, list[float]]:
     """The DP maximum sequence length, the top of the released length histograms (one entry per subject),
-    and the released noisy count of each length up to it (for planning, never stored)."""
+    and the released noisy count of each length 1..max (for planning, and where the length head starts)."""
     lengths = source.events.groupBy(col(source.link.foreign_key)).agg(F.count(F.lit(1)).alias(LENGTH_PLAN.name))
     released = released_partitions(lengths, [LENGTH_PLAN], release.noise_std, release.threshold)[0]
     span = bounds(released["bins"], released["exact"])

@@ -53,6 +53,7 @@ class Phase:
     max_epochs: int
     length_weights: list[float] | None = None  # DP timing probe of a sequence model: its length distribution
     planned_samples: int | None = None  # DP: training samples across ranks, from the noisy count (dp.training_samples)
+    length_prior: list[float] | None = None  # a sequence model's subjects per length (protected or DP): its start
 
     @property
     def weights_file(self) -> str:
@@ -193,7 +194,10 @@ def _load(job: RankJob, mine: dict[str, list[str]], rank: int) -> dict[str, tupl
 
 def _build(phase: Phase) -> torch.nn.Module:
     if phase.name == "events":
-        return SequenceARGN(SequenceModelConfig(**phase.model_config))
+        model = SequenceARGN(SequenceModelConfig(**phase.model_config))
+        if phase.length_prior:
+            model.start_lengths_at(phase.length_prior)
+        return model
     return FlatARGN(ModelConfig(**phase.model_config))
 
 

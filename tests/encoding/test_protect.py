@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import pytest
 
 from spark_synth.encoding.protect import (
     K_MAX,
@@ -13,6 +14,7 @@ from spark_synth.encoding.protect import (
     draw_k,
     kept_categories,
     kth_bounds,
+    pooled_counts,
 )
 
 
@@ -61,3 +63,20 @@ def test_kth_bounds_ignore_the_true_extremes() -> None:
 def test_too_few_values_publish_no_bounds() -> None:
     assert kth_bounds([1.0, 2.0], [2.0, 1.0], 5) is None
 
+
+
+def test_pooled_counts_publish_no_count_below_k_and_keep_the_mass():
+    counts = [0.0, 40.0, 30.0, 2.0, 1.0, 0.0, 3.0, 1.0, 0.0, 0.0, 2.0, 9.0]
+    pooled = pooled_counts(counts, k=5)
+    assert sum(pooled) == pytest.approx(sum(counts))
+    assert pooled[11] == 9.0 and pooled[1] == 40.0  # frequent bins stay
+    # the tail below the top is pooled: 2 + 0 + 0 + 1 + 3 = 6 rows over lengths 6..10
+    assert pooled[6:11] == pytest.approx([6 / 5] * 5)
+    # the short run below it (0 + 1 + 2 = 3 rows) joins the frequent bin under it
+    assert pooled[2] == 33.0 and pooled[3:6] == [0.0, 0.0, 0.0]
+    # a short run at the bottom (length 0, no rows) changes nothing; a run with rows joins the nearest pool above
+    assert pooled_counts([1.0, 2.0, 10.0], k=5) == [0.0, 0.0, 13.0]
+
+
+def test_pooled_counts_of_fewer_than_k_rows_publish_nothing():
+    assert pooled_counts([1.0, 2.0, 1.0], k=5) == [0.0, 0.0, 0.0]

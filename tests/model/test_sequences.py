@@ -134,6 +134,26 @@ def test_sequence_model_learns_lengths_and_codes_from_context():
     assert bool((step[1:][same_subject] == step[:-1][same_subject] + 1).all())
 
 
+def test_length_head_starts_at_a_given_distribution_and_still_learns_from_context():
+    """Started at the data's length distribution, every context draws it before any step; training then
+    learns how each context departs from it (kind 0 short, kind 1 long)."""
+    samples, model = _toy(), _model()
+    model.start_lengths_at([0.0, 32.0, 0.0, 0.0, 0.0, 32.0, 0.0])
+    model.eval()
+    tables = model.events.lookup_tables()
+    kinds = torch.tensor([[0]] * 1000 + [[1]] * 1000)
+    _, owner, _ = model.sample(kinds, torch.Generator().manual_seed(3), tables)
+    lengths = torch.bincount(owner, minlength=2000)
+    for side in (lengths[:1000], lengths[1000:]):
+        shares = torch.bincount(side, minlength=7).float() / 1000
+        assert abs(float(shares[1]) - 0.5) < 0.05 and abs(float(shares[5]) - 0.5) < 0.05
+    fit(model, samples, samples.head(16), TrainSettings(max_minutes=1, max_epochs=60, batch_size=16,
+                                                       learning_rate=1e-2, patience=60, progress=False))
+    _, owner, _ = model.sample(kinds[::10], torch.Generator().manual_seed(4), tables)
+    lengths = torch.bincount(owner, minlength=200)
+    assert float((lengths[:100] == 1).float().mean()) > 0.8 and float((lengths[100:] == 5).float().mean()) > 0.8
+
+
 def test_sampling_never_exceeds_the_protected_length_and_honours_pins():
     model = _model(max_length=3)
     tables = model.events.lookup_tables()
