@@ -1,12 +1,12 @@
 """Univariate and bivariate accuracy (1 - total variation distance of binned marginals), Spark-native.
 
 The figures follow the binning convention of ``mostlyai-qa`` so that they can be compared with that
-referee, but every pass over the data is a Spark aggregation: only bin edges, top categories and bin
-counts ever reach the driver, so the summary scales with the cluster, not with the driver's memory.
+referee, but every pass over the data is a Spark aggregation: only bin edges, top categories, the value
+counts of columns with few values and bin counts ever reach the driver, so the summary scales with the
+cluster, not with the driver's memory.
 
-Jobs per call: one aggregation over the real data for all quantile edges, one for the top categories
-(skipped when nothing needs it), then one counting job per side that yields every univariate and every
-pair count at once.
+Jobs per call: up to three over the real data to fit the bins (:func:`fit_bins`), then one counting job
+over both sides that yields every univariate and every pair count at once.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ MAX_SEARCH_POINTS = 1000
 # Marginals counted per job: a few dozen keep the exploded projection within Java's 64 KB method limit, so
 # Spark compiles it instead of falling back to the interpreter (2x faster on 1M rows).
 MARGINALS_PER_JOB = 40
+# Numeric and temporal columns with at most about this many distinct values are binned from exact value counts
+# (mostlyai-qa's edges exactly); only the others need percentile_approx over the grid below, the costly aggregation.
+EXACT_DISTINCT = 5_000
 # Rank accuracy of percentile_approx (Spark's default): the error is at most 1/10_000 of the rows.
 PERCENTILE_ACCURACY = 10_000
 # The greedy edge search reads quantiles at exact fractions up to this many points (~12k fractions, enough to
@@ -149,57 +152,27 @@ def floor_breaks(breaks: list[float]) -> list[float]:
 
 
 def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> list[ColumnBins]:
-    """Fit every column's bins on the real data: one quantile aggregation, one top-category job."""
+    """Fit every column's bins on the real data.
+
+    Up to three jobs: an overview of the numeric and temporal columns (count, distinct, range); the value counts
+    of the categorical columns and of every numeric column with few distinct values, whose quantiles then are
+    exact; quantiles at a grid of fractions for the rest only, the one costly aggregation.
+    """
     specs = [ColumnBins(c, column_kind(real.schema[c].dataType), real.schema[c].dataType) for c in columns]
     numeric = [s for s in specs if s.kind != "categorical"]
-    fractions = _search_fractions(n_bins)
-
-    stats: dict[str, tuple[list[float] | None, int, int, float | None, float | None]] = {}
+    overview: dict[str, tuple[int, int, float | None, float | None]] = {}
     if numeric:
-        # One foldable literal instead of ~12k lit() columns: building those over py4j takes seconds.
-        grid = F.split(F.lit(",".join(repr(float(f)) for f in fractions)), ",").cast("array<double>")
         aggs = []
         for i, spec in enumerate(numeric):
             value = as_number(column_ref(spec.name), spec)
-            aggs += [
-                F.percentile_approx(value, grid, PERCENTILE_ACCURACY).alias(f"q{i}"),
-                F.count(value).alias(f"n{i}"),
-                F.approx_count_distinct(value).alias(f"d{i}"),
-                F.min(value).alias(f"lo{i}"),
-                F.max(value).alias(f"hi{i}"),
-            ]
+            aggs += [F.count(value).alias(f"n{i}"), F.approx_count_distinct(value).alias(f"d{i}"),
+                     F.min(value).alias(f"lo{i}"), F.max(value).alias(f"hi{i}")]
         row = real.agg(*aggs).first()
-        for i, spec in enumerate(numeric):
-            stats[spec.name] = (row[f"q{i}"], row[f"n{i}"], row[f"d{i}"], row[f"lo{i}"], row[f"hi{i}"])
-
-    # Exact distinct values are needed where a numeric column may have <= n_bins of them (each its own bin);
-    # approx_count_distinct is only a screen, so the threshold leaves a wide margin.
-    low_card = [s for s in specs if s.kind == "numeric" and stats[s.name][2] <= 2 * n_bins + 10]
-    categorical = [s for s in specs if s.kind == "categorical"]
-    distinct: dict[str, list[tuple[str | None, float | None, int]]] = {s.name: [] for s in specs}
-    if categorical or low_card:
-        entries = [
-            F.struct(
-                F.lit(c).alias("k"),
-                as_category(column_ref(s.name)).alias("s"),
-                F.lit(None).cast("double").alias("d"),
-            )
-            for c, s in enumerate(specs)
-            if s.kind == "categorical"
-        ] + [
-            F.struct(
-                F.lit(c).alias("k"),
-                F.lit(None).cast("string").alias("s"),
-                as_number(column_ref(s.name), s).alias("d"),
-            )
-            for c, s in enumerate(specs)
-            if s in low_card
-        ]
-        counts = real.select(F.explode(F.array(*entries)).alias("e")).groupBy("e.k", "e.s", "e.d").count()
-        keep = max(n_top, 2 * n_bins + 10)
-        rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), "s", "d"))
-        for r in counts.withColumn("rank", rank).where(F.col("rank") <= keep).collect():
-            distinct[specs[r["k"]].name].append((r["s"], r["d"], r["count"]))
+        overview = {s.name: (row[f"n{i}"], row[f"d{i}"], row[f"lo{i}"], row[f"hi{i}"]) for i, s in enumerate(numeric)}
+    counted = [s for s in numeric if overview[s.name][1] <= EXACT_DISTINCT]
+    distinct = _value_counts(real, specs, counted, keep=n_top)
+    fractions = _search_fractions(n_bins)
+    quantiles = _grid_quantiles(real, [s for s in numeric if s not in counted], fractions)
 
     for spec in specs:
         if spec.kind == "categorical":
@@ -207,20 +180,70 @@ def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> li
             kept = [s for s, _, n in ranked if n >= MIN_CATEGORY_COUNT and s is not None and s != ""]
             spec.categories = sorted(kept)
             continue
-        quantiles, n_rows, _, lo, hi = stats[spec.name]
-        values = sorted(d for _, d, _ in distinct[spec.name] if d is not None)
-        if n_rows == 0 or quantiles is None:
+        n_rows, _, lo, hi = overview[spec.name]
+        if n_rows == 0:
             breaks: list[float] = []
         elif spec.kind == "temporal" and lo == hi:
             breaks = [lo]
-        elif spec.kind == "numeric" and spec in low_card and len(values) <= n_bins:
-            breaks = values + [values[-1] + 1]
+        elif spec in counted:
+            values, counts = zip(*sorted((d, n) for _, d, n in distinct[spec.name] if d is not None), strict=True)
+            if spec.kind == "numeric" and len(values) <= n_bins:
+                breaks = [*values, values[-1] + 1]
+            else:
+                breaks = _exact_breaks(np.array(values), np.array(counts), n_bins)
         else:
-            breaks = _search_breaks(fractions, np.array(quantiles, dtype=float), n_rows, n_bins)
+            breaks = _search_breaks(fractions, np.array(quantiles[spec.name], dtype=float), n_rows, n_bins)
         if spec.kind == "numeric" and breaks:
             breaks = floor_breaks(sorted(set(breaks)))
         spec.edges = breaks[1:-1]  # outer breaks only clip: values beyond them fall in the first/last bin
     return specs
+
+
+def _value_counts(real: DataFrame, specs: list[ColumnBins], counted: list[ColumnBins],
+                  keep: int) -> dict[str, list[tuple[str | None, float | None, int]]]:
+    """(text, number, rows) of each value: the ``keep`` most frequent of every categorical column and all of every
+    ``counted`` numeric one, in one job."""
+    distinct: dict[str, list[tuple[str | None, float | None, int]]] = {s.name: [] for s in specs}
+    entries = [F.struct(F.lit(c).alias("k"), as_category(column_ref(s.name)).alias("s"),
+                        F.lit(None).cast("double").alias("d"))
+               for c, s in enumerate(specs) if s.kind == "categorical"]
+    entries += [F.struct(F.lit(c).alias("k"), F.lit(None).cast("string").alias("s"),
+                         as_number(column_ref(s.name), s).alias("d"))
+                for c, s in enumerate(specs) if s in counted]
+    if not entries:
+        return distinct
+    everything = [c for c, s in enumerate(specs) if s in counted]
+    counts = real.select(F.explode(F.array(*entries)).alias("e")).groupBy("e.k", "e.s", "e.d").count()
+    rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), "s", "d"))
+    wanted = (F.col("rank") <= keep) | F.col("k").isin(everything) if everything else F.col("rank") <= keep
+    for r in counts.withColumn("rank", rank).where(wanted).collect():
+        distinct[specs[r["k"]].name].append((r["s"], r["d"], r["count"]))
+    return distinct
+
+
+def _grid_quantiles(real: DataFrame, specs: list[ColumnBins], fractions: np.ndarray) -> dict[str, list[float] | None]:
+    """Each column's approximate quantiles at ``fractions``, in one aggregation (skipped when there is none)."""
+    if not specs:
+        return {}
+    # One foldable literal instead of ~12k lit() columns: building those over py4j takes seconds.
+    grid = F.split(F.lit(",".join(repr(float(f)) for f in fractions)), ",").cast("array<double>")
+    row = real.agg(*[F.percentile_approx(as_number(column_ref(s.name), s), grid, PERCENTILE_ACCURACY).alias(f"q{i}")
+                     for i, s in enumerate(specs)]).first()
+    return {s.name: row[f"q{i}"] for i, s in enumerate(specs)}
+
+
+def _exact_breaks(values: np.ndarray, counts: np.ndarray, n_bins: int) -> list[float]:
+    """mostlyai-qa's greedy search on the sorted rows, read from value counts: the row at position p holds the
+    first value whose rows end after p."""
+    ends = np.cumsum(counts)
+    n_rows = int(ends[-1])
+    breaks: list[float] = []
+    for points in range(n_bins, max(n_bins + 1, min(MAX_SEARCH_POINTS, n_rows + 1))):
+        positions = np.linspace(0, n_rows - 1, points).astype(int)
+        breaks = sorted(set(values[np.searchsorted(ends, positions, side="right")].tolist()))
+        if len(breaks) >= n_bins + 1:
+            break
+    return breaks
 
 
 def _count_marginals(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from support.data import CENSUS_DIR
 
+from spark_synth.evaluation import accuracy
 from spark_synth.evaluation.accuracy import accuracy_summary, format_summary
 
 CENSUS = CENSUS_DIR
@@ -114,3 +115,37 @@ def test_synthetic_of_another_type_is_coerced(spark):
     real = spark.createDataFrame([(float(i),) for i in range(50)], "v double")
     syn = spark.createDataFrame([(str(i),) for i in range(50)], "v string")
     assert accuracy_summary(real, syn)["univariate"] == pytest.approx(1.0)
+
+
+def _mostlyai_qa_breaks(values: np.ndarray, n_bins: int) -> list[float]:
+    """mostlyai-qa's published binning (bin_numeric, search_bin_boundaries), the reference our edges must equal."""
+    values = np.sort(values[~np.isnan(values)])
+    if len(np.unique(values)) <= n_bins:
+        return [*np.unique(values).tolist(), values[-1] + 1]
+    breaks: list[float] = []
+    for points in range(n_bins, max(n_bins + 1, min(1000, len(values) + 1))):
+        breaks = sorted(set(values[np.linspace(0, len(values) - 1, points).astype(int)].tolist()))
+        if len(breaks) >= n_bins + 1:
+            break
+    return breaks
+
+
+@pytest.mark.parametrize("exact_distinct", [accuracy.EXACT_DISTINCT, 0], ids=["value-counts", "percentile-grid"])
+def test_edges_are_mostlyai_qas_from_value_counts_and_from_the_quantile_grid(spark, monkeypatch, exact_distinct):
+    """Heavily tied columns (mostly zeros, as capital gains) and continuous ones get mostlyai-qa's edges, whether
+    read from exact value counts (few distinct values) or from percentile_approx over the grid (many)."""
+    monkeypatch.setattr(accuracy, "EXACT_DISTINCT", exact_distinct)
+    rng = np.random.default_rng(5)
+    n = 900
+    pdf = pd.DataFrame({
+        "gains": np.where(rng.random(n) < 0.9, 0.0, rng.choice(np.arange(1, 30) * 517.0, n)),
+        "few": rng.choice([1.0, 2.0, 5.0], n),
+        "ages": rng.integers(17, 90, n).astype(float),
+        "wide": rng.normal(size=n).round(4),
+    })
+    specs = accuracy.fit_bins(spark.createDataFrame(pdf), list(pdf.columns), 10, 10)
+    for spec in specs:
+        if exact_distinct == 0 and spec.name == "few":  # the product counts such a column's values at any setting
+            continue
+        expected = accuracy.floor_breaks(_mostlyai_qa_breaks(pdf[spec.name].to_numpy(), 10))[1:-1]
+        assert spec.edges == pytest.approx(expected), spec.name
