@@ -27,7 +27,9 @@ from spark_synth.errors import SynthError
 from spark_synth.spark.codes import micros
 from spark_synth.spark.schema import ColumnPlan, plan_columns, quoted
 
-MAX_DISCRETE = 100  # a numeric column with at most this many protected values is coded as categories
+# a numeric column with at most this many values held by K_MAX rows each is coded as categories: the largest k,
+# not the column's secret k, so that a column near the limit is coded the same way in every training
+MAX_DISCRETE = 100
 DISCRETE_PROBE = 250  # ... and is counted value by value only when its first rows hold at most this many values
 MAX_CATEGORIES = 10_000
 N_QUANTILES = 100
@@ -78,7 +80,7 @@ def analyze(df: DataFrame, plans: list[ColumnPlan], source_name: str = "the inpu
     encodings: dict[str, str] = {}
     columns: dict[str, dict[str, Any]] = {}
     for p in plans:
-        discrete = p.name in maybe_discrete and 0 < len(kept[p.name]) <= MAX_DISCRETE
+        discrete = p.name in maybe_discrete and 0 < sum(n >= K_MAX for n in counts[p.name].values()) <= MAX_DISCRETE
         encodings[p.name] = first[p.name] or numeric_choice(p.encoding, discrete, integral[p.name])
         check_digits(p.name, encodings[p.name], integral[p.name])
         if encodings[p.name] == "categorical":

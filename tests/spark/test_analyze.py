@@ -9,6 +9,7 @@ import pytest
 from support.data import CENSUS_DIR
 
 from spark_synth.config import ColumnSettings
+from spark_synth.encoding.protect import K_MAX, K_MIN
 from spark_synth.errors import SynthError
 from spark_synth.spark.analyze import analyze
 from spark_synth.spark.schema import plan_columns
@@ -45,6 +46,19 @@ def test_rare_categories_and_extremes_are_protected(spark) -> None:
     assert stats["c"]["values"] == ["common", "eight"] and stats["c"]["has_rare"]
     assert stats["n"]["max"] < 1e12 and max(stats["n"]["edges"]) < 1e12
     assert stats["d"]["min"] > int(pd.Timestamp("1999-12-31").value // 1000)  # micros: 1900 is not the bound
+
+
+def test_a_number_near_the_discrete_limit_is_coded_the_same_way_in_every_training(spark) -> None:
+    """Values held by K_MAX rows decide, not the secret k: 100 such values are categories, 101 are digits, however
+    many more values 5 or 6 rows hold (a secret k of 5 would count those too, in some trainings only)."""
+    def column(frequent: int) -> list[int]:
+        return [v for v in range(frequent) for _ in range(K_MAX)] + [1000 + v for v in range(20) for _ in range(K_MIN)]
+
+    frame = pd.DataFrame({"at_limit": column(100), "over": column(101)[:800]})
+    for _ in range(3):  # each training draws its secret k again
+        stats = stats_of(spark, frame)
+        assert stats["at_limit"]["encoding"] == "categorical"
+        assert stats["over"]["encoding"] == "digits"
 
 
 def test_integer_ids_are_keys_but_unique_measurements_are_not(spark) -> None:
