@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -39,6 +40,9 @@ MARGINALS_PER_JOB = 40
 # Numeric and temporal columns with at most about this many distinct values are binned from exact value counts
 # (mostlyai-qa's edges exactly); only the others need percentile_approx over the grid below, the costly aggregation.
 EXACT_DISTINCT = 5_000
+# Distinct bin tuples (both sides) up to which the marginals are counted on the driver, from one collect of a few
+# MB, instead of one Spark job per MARGINALS_PER_JOB marginals: on small tables those jobs cost seconds each.
+DRIVER_TUPLES = 50_000
 # Rank accuracy of percentile_approx (Spark's default): the error is at most 1/10_000 of the rows.
 PERCENTILE_ACCURACY = 10_000
 # The greedy edge search reads quantiles at exact fractions up to this many points (~12k fractions, enough to
@@ -249,11 +253,12 @@ def _exact_breaks(values: np.ndarray, counts: np.ndarray, n_bins: int) -> list[f
 def _count_marginals(
     real: DataFrame, synthetic: DataFrame, specs: list[ColumnBins], marginals: list[tuple[int, ...]]
 ) -> list[list[dict[tuple[int, ...], int]]]:
-    """Every marginal's bin counts, per side (0 real, 1 synthetic), in one job over both sides.
+    """Every marginal's bin counts, per side (0 real, 1 synthetic), from jobs over both sides at once.
 
-    Rows are first grouped by their whole tuple of bin codes (many rows share one), then each distinct tuple
-    is exploded into one entry per marginal, weighted by its count: the explode, the costly part, runs over
-    distinct tuples instead of rows, and only bin counts reach the driver.
+    Rows are first grouped by their whole tuple of bin codes (many rows share one). Up to DRIVER_TUPLES distinct
+    tuples are counted on the driver; beyond, each distinct tuple is exploded into one entry per marginal,
+    weighted by its count: the explode, the costly part, runs over distinct tuples instead of rows, and only
+    bin counts reach the driver.
     """
     bins = [f"b{i}" for i in range(len(specs))]
 
@@ -265,6 +270,9 @@ def _count_marginals(
     tuples = tuples.persist(StorageLevel.MEMORY_AND_DISK)
     out: list[list[dict[tuple[int, ...], int]]] = [[{} for _ in marginals] for _ in range(2)]
     try:
+        few = tuples.limit(DRIVER_TUPLES + 1).toPandas()
+        if len(few) <= DRIVER_TUPLES:  # all of them: counted here, in one job instead of one per chunk of marginals
+            return _driver_marginals(few, len(specs), marginals)
         for first in range(0, len(marginals), MARGINALS_PER_JOB):
             chunk = marginals[first:first + MARGINALS_PER_JOB]
             entries = F.explode(F.array(*marginal_entries(chunk))).alias("e")
@@ -275,6 +283,32 @@ def _count_marginals(
                 out[r["side"]][k][(r["a"], r["b"], r["c"])[:len(marginals[k])]] = int(r["n"])
     finally:
         tuples.unpersist()
+    return out
+
+
+def _driver_marginals(tuples: pd.DataFrame, n_columns: int,
+                      marginals: list[tuple[int, ...]]) -> list[list[dict[tuple[int, ...], int]]]:
+    """What the Spark path of :func:`_count_marginals` counts, from its distinct tuples collected to the driver:
+    each marginal's bin codes packed into one integer key, then summed per key."""
+    out: list[list[dict[tuple[int, ...], int]]] = [[{} for _ in marginals] for _ in range(2)]
+    shift = -EMPTY_BIN  # the lowest bin code: shifted, every code is non-negative
+    codes = tuples[[f"b{i}" for i in range(n_columns)]].to_numpy(np.int64) + shift
+    radix = int(codes.max(initial=0)) + 1
+    for side in (0, 1):
+        mine = (tuples["side"] == side).to_numpy()
+        side_codes, weights = codes[mine], tuples["count"].to_numpy(np.int64)[mine]
+        for k, columns in enumerate(marginals):
+            keys = np.zeros(len(side_codes), dtype=np.int64)
+            for i in columns:
+                keys = keys * radix + side_codes[:, i]
+            unique, inverse = np.unique(keys, return_inverse=True)
+            sums = np.bincount(inverse, weights=weights, minlength=len(unique))
+            for key, n in zip(unique.tolist(), sums.tolist(), strict=True):
+                digits = []
+                for _ in columns:
+                    key, digit = divmod(key, radix)
+                    digits.append(digit - shift)
+                out[side][k][tuple(reversed(digits))] = int(n)
     return out
 
 

@@ -149,3 +149,12 @@ def test_edges_are_mostlyai_qas_from_value_counts_and_from_the_quantile_grid(spa
             continue
         expected = accuracy.floor_breaks(_mostlyai_qa_breaks(pdf[spec.name].to_numpy(), 10))[1:-1]
         assert spec.edges == pytest.approx(expected), spec.name
+
+
+def test_marginals_counted_on_the_driver_equal_the_spark_jobs(mixed, monkeypatch):
+    """Few distinct bin tuples are counted on the driver; the figures are those of the Spark path, triples too."""
+    on_driver = accuracy_summary(mixed, mixed.sample(fraction=0.5, seed=1), max_triples=20)
+    monkeypatch.setattr(accuracy, "DRIVER_TUPLES", 0)
+    in_spark = accuracy_summary(mixed, mixed.sample(fraction=0.5, seed=1), max_triples=20)
+    assert on_driver["per_column"] == in_spark["per_column"] and on_driver["per_pair"] == in_spark["per_pair"]
+    assert on_driver["trivariate"] == in_spark["trivariate"] and not math.isnan(in_spark["trivariate"])
