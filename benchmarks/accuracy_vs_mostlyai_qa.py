@@ -5,7 +5,7 @@ Two cases on census: train vs holdout (same distribution) and train vs a degrade
 score.py fits its bins on training + holdout (mostlyai-qa pools them), so ours is shown both ways:
 real = train (how the product uses it) and real = train + holdout (the referee's exact setting).
 
-usage: .venv/bin/python benchmarks/accuracy_vs_mostlyai_qa.py [--qa-python P] [--score S] [--data DIR]
+usage: .venv/bin/python benchmarks/accuracy_vs_mostlyai_qa.py [--qa-python P] [--score S] [--data DIR] [--out F]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA_DIR, SCORE, default_qa_python
+from common import DEFAULT_DATA_DIR, RESULTS_DIR, SCORE, default_qa_python, machine, write_result
 
 from spark_synth.evaluation.accuracy import accuracy_summary
 from spark_synth.spark.session import get_spark
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--score", default=SCORE)
     ap.add_argument("--data", default=DEFAULT_DATA_DIR)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--out", default=str(Path(RESULTS_DIR) / "accuracy_vs_mostlyai_qa.json"))
     args = ap.parse_args()
 
     data = Path(args.data)
@@ -90,6 +91,11 @@ def main() -> None:
             )
         print(f"{'':<22} {'seconds':<11} {ours_s:>14.1f} {'':>18} {qa_s:>12.1f}  (qa: whole report)")
     print("|diff| = ours with real=train+hol (the referee's setting) vs mostlyai-qa")
+    write_result({"benchmark": "accuracy_vs_mostlyai_qa", "machine": machine(), "cases": [
+        {"case": name, "seconds_ours": round(ours_s, 1), "seconds_referee": round(qa_s, 1)}
+        | {f"{metric}_{side}": round(figures[metric], 5) for metric in ("univariate", "bivariate")
+           for side, figures in (("ours_real_train", ours_trn), ("ours_real_pooled", ours_pool), ("referee", qa))}
+        for name, ours_trn, ours_pool, qa, ours_s, qa_s in rows]}, args.out)
     spark.stop()
     shutil.rmtree(tmp, ignore_errors=True)
 
