@@ -175,6 +175,8 @@ def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> li
         overview = {s.name: (row[f"n{i}"], row[f"d{i}"], row[f"lo{i}"], row[f"hi{i}"]) for i, s in enumerate(numeric)}
     counted = [s for s in numeric if overview[s.name][1] <= EXACT_DISTINCT]
     distinct = _value_counts(real, specs, counted, keep=n_top)
+    # approx_count_distinct is a screen: a column whose count it underestimated past the cap takes the grid
+    counted = [s for s in counted if len(distinct[s.name]) < 2 * EXACT_DISTINCT]
     fractions = _search_fractions(n_bins)
     quantiles = _grid_quantiles(real, [s for s in numeric if s not in counted], fractions)
 
@@ -206,7 +208,7 @@ def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> li
 def _value_counts(real: DataFrame, specs: list[ColumnBins], counted: list[ColumnBins],
                   keep: int) -> dict[str, list[tuple[str | None, float | None, int]]]:
     """(text, number, rows) of each value: the ``keep`` most frequent of every categorical column and all of every
-    ``counted`` numeric one, in one job."""
+    ``counted`` numeric one (at most 2 x EXACT_DISTINCT: what reaches the driver stays bounded), in one job."""
     distinct: dict[str, list[tuple[str | None, float | None, int]]] = {s.name: [] for s in specs}
     entries = [F.struct(F.lit(c).alias("k"), as_category(column_ref(s.name)).alias("s"),
                         F.lit(None).cast("double").alias("d"))
@@ -216,10 +218,10 @@ def _value_counts(real: DataFrame, specs: list[ColumnBins], counted: list[Column
                 for c, s in enumerate(specs) if s in counted]
     if not entries:
         return distinct
-    everything = [c for c, s in enumerate(specs) if s in counted]
+    everything = [c for c, s in enumerate(specs) if s in counted]  # isin([]) is simply false
     counts = real.select(F.explode(F.array(*entries)).alias("e")).groupBy("e.k", "e.s", "e.d").count()
     rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), "s", "d"))
-    wanted = (F.col("rank") <= keep) | F.col("k").isin(everything) if everything else F.col("rank") <= keep
+    wanted = F.col("rank") <= F.when(F.col("k").isin(everything), 2 * EXACT_DISTINCT).otherwise(keep)
     for r in counts.withColumn("rank", rank).where(wanted).collect():
         distinct[specs[r["k"]].name].append((r["s"], r["d"], r["count"]))
     return distinct

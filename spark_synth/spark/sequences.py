@@ -259,7 +259,7 @@ def _max_length(source: LogSource, config: TrainConfig) -> tuple[int, list[float
     """The protected maximum sequence length, the k-th largest length, so no single subject sets it; and how many
     subjects have each length 0..max (longer ones at the max), rare lengths pooled with their neighbours (k subjects).
 
-    One job: the histogram of lengths, which has a few hundred entries at most, gives both.
+    One job: the histogram of lengths gives both. It is bounded: n events hold fewer than sqrt(2n) distinct lengths.
     """
     lengths = source.events.groupBy(col(source.link.foreign_key).cast("string").alias("__key")).count()
     histogram = {int(r["count"]): int(r["subjects"])

@@ -175,14 +175,11 @@ def _phases(config: TrainConfig, prepared: PreparedLog, subject_config: ModelCon
                        config.batch_size or subjects_per_batch(n_events, n_subjects), config.max_epochs,
                        length_prior=prepared.length_weights)
     else:
-        weights = prepared.length_weights or [0.0] + [1.0] * sequence_config.max_length
-        window = min(len(weights) - 1, config.window)  # longer sequences train in windows: they cost a window
-        weights = weights[:window] + [sum(weights[window:])]
         planned = dp.training_samples(n_subjects, config.validation_fraction)  # the noisy count under DP
         subjects = Phase("subjects", subject_config.to_dict(), SUBJECT_TIME_SHARE,
                          config.batch_size or max(64, dp.dp_batch_size(planned, False) // 8),
                          min(config.max_epochs, PRIVATE_SUBJECT_EPOCHS), planned_samples=planned)
-        events = Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs, weights,
+        events = Phase("events", sequence_config.to_dict(), None, config.batch_size, config.max_epochs,
                        planned_samples=planned, length_prior=prepared.length_weights)
     # a key-only subject table has no subject model to train: the events are the whole model
     return [subjects, events] if subject_config.cardinalities else [events]

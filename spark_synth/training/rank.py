@@ -51,9 +51,10 @@ class Phase:
     time_share: float | None  # at most this share of the time left; None: all of it
     batch_size: int | None  # the global (DP: expected) batch; None: sized to the data
     max_epochs: int
-    length_weights: list[float] | None = None  # DP timing probe of a sequence model: its length distribution
     planned_samples: int | None = None  # DP: training samples across ranks, from the noisy count (dp.training_samples)
-    length_prior: list[float] | None = None  # a sequence model's subjects per length (protected or DP): its start
+    # a sequence model's subjects per length 0..max (protected, or DP-released): where its length head starts,
+    # and under DP the lengths its timing probe draws
+    length_prior: list[float] | None = None
 
     @property
     def weights_file(self) -> str:
@@ -231,13 +232,23 @@ def _plans(job: RankJob, models: dict[str, torch.nn.Module], samples: dict[str, 
     for phase in job.phases:
         minutes = None if phase.time_share is None else job.settings.max_minutes * phase.time_share
         private.append(PrivateModel(models[phase.name], samples[phase.name][0], minutes, phase.max_epochs,
-                                       _planned(phase), phase.batch_size, phase.length_weights))
+                                       _planned(phase), phase.batch_size, _timing_lengths(phase, job.windows)))
     place = Placement(group, device)
     plans = dict(zip([p.name for p in job.phases], plan_training(job.release, private, job.settings.max_minutes,
                                                                      place), strict=True))
     if first:
         first.save_plan({name: list(asdict(plan).values()) for name, plan in plans.items()})
     return plans
+
+
+def _timing_lengths(phase: Phase, windows: SequenceWindows | None) -> list[float] | None:
+    """The lengths the DP timing probe draws for a sequence model: its length distribution (uniform when
+    unknown), lengths beyond a window counted as one window, since longer sequences train in windows."""
+    if phase.name != "events" or windows is None:
+        return None
+    weights = phase.length_prior or [0.0] + [1.0] * windows.max_length
+    window = min(len(weights) - 1, windows.window)
+    return weights[:window] + [sum(weights[window:])]
 
 
 def _planned(phase: Phase) -> int:
