@@ -14,21 +14,26 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from spark_synth.spark.schema import quoted
-
-# Bin codes shared by all column kinds; regular bins are 0, 1, 2, ...
-NA_BIN = -1
-OTHER_BIN = -2
-EMPTY_BIN = -3
+from spark_synth.evaluation.bins import (
+    EMPTY_BIN,
+    NA_BIN,
+    OTHER_BIN,
+    ColumnBins,
+    aligned_sql,
+    bin_code,
+    category_sql,
+    column_kind,
+    identifier,
+    marginal_entries,
+    number_sql,
+)
 
 # mostlyai-qa keeps a category as its own bin only when it occurs at least this often (privacy protection).
 MIN_CATEGORY_COUNT = 5
@@ -49,77 +54,6 @@ PERCENTILE_ACCURACY = 10_000
 # reproduce mostlyai-qa's edges on heavily tied columns such as capital gains), then from a 1/1000 grid.
 EXACT_SEARCH_POINTS = 200
 GRID_RESOLUTION = 1000
-
-_NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
-_TEMPORAL = (T.DateType, T.TimestampType, T.TimestampNTZType)
-
-
-@dataclass
-class ColumnBins:
-    """How one column is binned: quantile edges (numeric, temporal) or kept categories (the rest)."""
-
-    name: str
-    kind: str  # "numeric", "temporal" or "categorical"
-    data_type: T.DataType
-    edges: list[float] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-
-
-def column_ref(name: str) -> Column:
-    """A top-level column by name, safe for names with dots or spaces."""
-    return F.col(quoted(name))
-
-
-def column_kind(data_type: T.DataType) -> str:
-    if isinstance(data_type, T.BooleanType):
-        return "categorical"
-    if isinstance(data_type, _NUMERIC):
-        return "numeric"
-    if isinstance(data_type, _TEMPORAL):
-        return "temporal"
-    return "categorical"
-
-
-def aligned(df: DataFrame, name: str, data_type: T.DataType) -> Column:
-    """The column as the real side's type, so that one bin expression serves both sides.
-
-    A synthetic column of another type is converted the forgiving way (unparseable values become nulls),
-    as mostlyai-qa coerces synthetic data to the training dtypes.
-    """
-    if df.schema[name].dataType == data_type:
-        return column_ref(name)
-    quoted = "`" + name.replace("`", "``") + "`"
-    return F.expr(f"try_cast({quoted} AS {data_type.simpleString()})")
-
-
-def as_number(column: Column, bins: ColumnBins) -> Column:
-    """Numeric value to bin on: doubles for numbers (NaN as null), epoch microseconds for dates and times."""
-    if bins.kind == "temporal":
-        as_ts = column if isinstance(bins.data_type, T.TimestampType) else column.cast("timestamp")
-        return F.unix_micros(as_ts).cast("double")
-    value = column.cast("double")
-    return F.when(~F.isnan(value), value)
-
-
-def as_category(column: Column) -> Column:
-    """Categories compare as text, so booleans and exotic types bin the same way on both sides."""
-    return column.cast("string")
-
-
-def _bin_expr(column: Column, bins: ColumnBins) -> Column:
-    """The bin code of each value; the same expression is applied to real and synthetic rows."""
-    if bins.kind == "categorical":
-        value = as_category(column)
-        code = F.when(value.isNull(), F.lit(NA_BIN)).when(value == "", F.lit(EMPTY_BIN))
-        for i, category in enumerate(bins.categories):
-            code = code.when(value == category, F.lit(i))
-        return code.otherwise(F.lit(OTHER_BIN))
-    value = as_number(column, bins)
-    inside = F.lit(0)
-    for edge in bins.edges:  # left-closed bins: a value equal to an edge belongs to the bin above it
-        inside = inside + (value >= F.lit(float(edge))).cast("int")
-    return F.when(value.isNull(), F.lit(NA_BIN)).otherwise(inside)
-
 
 def _search_fractions(n_bins: int) -> np.ndarray:
     """Quantile fractions to ask Spark for: exact ones for the first search steps, then a fine grid."""
@@ -168,9 +102,9 @@ def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> li
     if numeric:
         aggs = []
         for i, spec in enumerate(numeric):
-            value = as_number(column_ref(spec.name), spec)
-            aggs += [F.count(value).alias(f"n{i}"), F.approx_count_distinct(value).alias(f"d{i}"),
-                     F.min(value).alias(f"lo{i}"), F.max(value).alias(f"hi{i}")]
+            value = number_sql(identifier(spec.name), spec)
+            aggs += [F.expr(f"{agg}({value}) AS {name}{i}")
+                     for agg, name in (("count", "n"), ("approx_count_distinct", "d"), ("min", "lo"), ("max", "hi"))]
         row = real.agg(*aggs).first()
         overview = {s.name: (row[f"n{i}"], row[f"d{i}"], row[f"lo{i}"], row[f"hi{i}"]) for i, s in enumerate(numeric)}
     counted = [s for s in numeric if overview[s.name][1] <= EXACT_DISTINCT]
@@ -210,16 +144,14 @@ def _value_counts(real: DataFrame, specs: list[ColumnBins], counted: list[Column
     """(text, number, rows) of each value: the ``keep`` most frequent of every categorical column and all of every
     ``counted`` numeric one (at most 2 x EXACT_DISTINCT: what reaches the driver stays bounded), in one job."""
     distinct: dict[str, list[tuple[str | None, float | None, int]]] = {s.name: [] for s in specs}
-    entries = [F.struct(F.lit(c).alias("k"), as_category(column_ref(s.name)).alias("s"),
-                        F.lit(None).cast("double").alias("d"))
+    entries = [f"named_struct('k', {c}, 's', {category_sql(identifier(s.name))}, 'd', CAST(NULL AS DOUBLE))"
                for c, s in enumerate(specs) if s.kind == "categorical"]
-    entries += [F.struct(F.lit(c).alias("k"), F.lit(None).cast("string").alias("s"),
-                         as_number(column_ref(s.name), s).alias("d"))
+    entries += [f"named_struct('k', {c}, 's', CAST(NULL AS STRING), 'd', {number_sql(identifier(s.name), s)})"
                 for c, s in enumerate(specs) if s in counted]
     if not entries:
         return distinct
     everything = [c for c, s in enumerate(specs) if s in counted]  # isin([]) is simply false
-    counts = real.select(F.explode(F.array(*entries)).alias("e")).groupBy("e.k", "e.s", "e.d").count()
+    counts = real.select(F.expr(f"explode(array({', '.join(entries)})) AS e")).groupBy("e.k", "e.s", "e.d").count()
     rank = F.row_number().over(Window.partitionBy("k").orderBy(F.desc("count"), "s", "d"))
     wanted = F.col("rank") <= F.when(F.col("k").isin(everything), 2 * EXACT_DISTINCT).otherwise(keep)
     for r in counts.withColumn("rank", rank).where(wanted).collect():
@@ -233,7 +165,7 @@ def _grid_quantiles(real: DataFrame, specs: list[ColumnBins], fractions: np.ndar
         return {}
     # One foldable literal instead of ~12k lit() columns: building those over py4j takes seconds.
     grid = F.split(F.lit(",".join(repr(float(f)) for f in fractions)), ",").cast("array<double>")
-    row = real.agg(*[F.percentile_approx(as_number(column_ref(s.name), s), grid, PERCENTILE_ACCURACY).alias(f"q{i}")
+    row = real.agg(*[F.percentile_approx(F.expr(number_sql(identifier(s.name), s)), grid, PERCENTILE_ACCURACY).alias(f"q{i}")
                      for i, s in enumerate(specs)]).first()
     return {s.name: row[f"q{i}"] for i, s in enumerate(specs)}
 
@@ -266,7 +198,7 @@ def _count_marginals(
 
     def binned(df: DataFrame, side: int) -> DataFrame:
         return df.select(F.lit(side).alias("side"), *[
-            _bin_expr(aligned(df, s.name, s.data_type), s).alias(b) for s, b in zip(specs, bins, strict=True)])
+            bin_code(aligned_sql(df, s.name, s.data_type), s).alias(b) for s, b in zip(specs, bins, strict=True)])
 
     tuples = binned(real, 0).unionByName(binned(synthetic, 1)).groupBy("side", *bins).count()
     tuples = tuples.persist(StorageLevel.MEMORY_AND_DISK)
@@ -277,8 +209,7 @@ def _count_marginals(
             return _driver_marginals(few, len(specs), marginals)
         for first in range(0, len(marginals), MARGINALS_PER_JOB):
             chunk = marginals[first:first + MARGINALS_PER_JOB]
-            entries = F.explode(F.array(*marginal_entries(chunk))).alias("e")
-            counts = (tuples.select("side", "count", entries)
+            counts = (tuples.select("side", "count", marginal_entries(chunk))
                       .groupBy("side", "e.k", "e.a", "e.b", "e.c").agg(F.sum("count").alias("n")))
             for r in counts.collect():
                 k = first + r["k"]
@@ -312,16 +243,6 @@ def _driver_marginals(tuples: pd.DataFrame, n_columns: int,
                     digits.append(digit - shift)
                 out[side][k][tuple(reversed(digits))] = int(n)
     return out
-
-
-def marginal_entries(marginals: list[tuple[int, ...]]) -> list:
-    """One struct (key, bin a, bin b, bin c) per marginal of a row of bin columns ``b0, b1, ...``; a marginal
-    is a tuple of one to three column indices, unused bins are 0. Exploded, then counted in one group-by."""
-    entries = []
-    for k, columns in enumerate(marginals):
-        parts = [F.col(f"b{i}") for i in columns] + [F.lit(0)] * (3 - len(columns))
-        entries.append(F.struct(F.lit(k).alias("k"), *(p.alias(n) for p, n in zip(parts, "abc", strict=True))))
-    return entries
 
 
 def binned_accuracy(real_counts: dict, syn_counts: dict) -> float:

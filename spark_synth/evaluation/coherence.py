@@ -48,19 +48,17 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_synth.evaluation.accuracy import (
+from spark_synth.evaluation.accuracy import MAX_SEARCH_POINTS, binned_accuracy, fit_bins, floor_breaks
+from spark_synth.evaluation.bins import (
     EMPTY_BIN,
-    MAX_SEARCH_POINTS,
     NA_BIN,
     OTHER_BIN,
     ColumnBins,
     aligned,
-    as_category,
-    as_number,
-    binned_accuracy,
-    column_ref,
-    fit_bins,
-    floor_breaks,
+    aligned_sql,
+    bin_code,
+    bin_sql,
+    identifier,
     marginal_entries,
 )
 
@@ -113,7 +111,7 @@ def _windowed(
     ``max_sequence_length``, random) events that the per-subject category figures use.
     """
     names = [f"c{i}" for i in range(len(columns))]
-    select = [column_ref(foreign_key).cast("string").alias(_KEY)]
+    select = [F.expr(f"CAST({identifier(foreign_key)} AS STRING) AS {_KEY}")]
     select += [aligned(events, c, types[c]).alias(n) for c, n in zip(columns, names, strict=True)]
     order: list[Column] = []
     if order_by is not None:
@@ -146,46 +144,20 @@ def _windowed(
     return df.select("*", (F.col(_IDX) == start).alias(_PICK), keep.alias(_KEEP))
 
 
-def _bin_code(column: Column, bins: ColumnBins) -> Column:
-    """The same bin code as ``accuracy._bin_expr``, as a compact expression for many bins.
-
-    ``_bin_expr`` writes one comparison per edge or category; with 30 bins on a dozen columns, feeding
-    an aggregation, the generated code outgrows the JVM's 64 KB method limit and Spark falls back to slow
-    interpreted evaluation. Looking the value up in one literal array (edges) or map (categories) keeps
-    the code small.
-    """
-    if bins.kind == "categorical":
-        value = as_category(column)
-        code = F.when(value.isNull(), F.lit(NA_BIN)).when(value == "", F.lit(EMPTY_BIN))
-        if bins.categories:
-            lookup = F.create_map(*[x for i, c in enumerate(bins.categories) for x in (F.lit(c), F.lit(i))])
-            code = code.when(lookup[value].isNotNull(), lookup[value])
-        return code.otherwise(F.lit(OTHER_BIN))
-    value = as_number(column, bins)
-    if not bins.edges:
-        return F.when(value.isNull(), F.lit(NA_BIN)).otherwise(F.lit(0))
-    # The bin is the number of edges <= value (left-closed bins: a value equal to an edge belongs to the
-    # bin above it). Sorted in descending order with the value itself, the value first shows up right
-    # after the edges greater than it. (No lambda function: see _pooled_counts.)
-    edges = F.array(*[F.lit(float(e)) for e in bins.edges])
-    ranked = F.sort_array(F.concat(edges, F.array(value)), asc=False)
-    above = F.call_function("array_position", ranked, value) - 1
-    return F.when(value.isNull(), F.lit(NA_BIN)).otherwise((F.lit(len(bins.edges)) - above).cast("int"))
-
-
 def _count_codes(
     df: DataFrame, specs: list[ColumnBins], pairs: list[tuple[int, int]]
 ) -> list[dict[int, dict[tuple[int, int], int]]]:
-    """``accuracy._count_bins`` with the compact ``_bin_code``, for both sides at once (``__side`` 0/1).
+    """Bin counts as in ``accuracy``, with the compact bin codes, for both sides at once (``__side`` 0/1).
 
     Returns, per side, every univariate (key = spec index) and pair (key = len(specs) + pair index) count.
     """
     binned = df.select(
-        _SIDE, *[_bin_code(aligned(df, s.name, s.data_type), s).alias(f"b{i}") for i, s in enumerate(specs)]
+        _SIDE, *[bin_code(aligned_sql(df, s.name, s.data_type), s, compact=True).alias(f"b{i}")
+                 for i, s in enumerate(specs)]
     )
     n = len(specs)
     marginals: list[tuple[int, ...]] = [(i,) for i in range(n)] + list(pairs)
-    counts = binned.select(_SIDE, F.explode(F.array(*marginal_entries(marginals))).alias("e")).groupBy(_SIDE, "e.k", "e.a", "e.b")
+    counts = binned.select(_SIDE, marginal_entries(marginals)).groupBy(_SIDE, "e.k", "e.a", "e.b")
     out: list[dict[int, dict[tuple[int, int], int]]] = [
         {k: {} for k in range(n + len(pairs))} for _ in range(2)
     ]
@@ -204,7 +176,7 @@ def _subjects(windowed: DataFrame, fine: list[ColumnBins], keys: DataFrame | Non
     subjects = windowed.groupBy(_KEY).agg(
         F.max(_LEN).alias(_LEN),
         *[
-            F.collect_set(F.when(F.col(_KEEP), _bin_code(F.col(s.name), s))).alias(f"s{i}")
+            F.expr(f"collect_set(IF({_KEEP}, {bin_sql(identifier(s.name), s, compact=True)}, NULL)) AS s{i}")
             for i, s in enumerate(fine)
         ],
         F.first(F.when(F.col(_PICK), pair), ignorenulls=True).alias("pair"),
@@ -379,7 +351,7 @@ def _keys(keys: DataFrame | None, side: str) -> DataFrame | None:
     if len(keys.columns) != 1:
         raise ValueError(f"the {side} subject keys must be a DataFrame of one column, got {keys.columns}")
     return (
-        keys.select(column_ref(keys.columns[0]).cast("string").alias(_KEY))
+        keys.select(F.expr(f"CAST({identifier(keys.columns[0])} AS STRING) AS {_KEY}"))
         .where(F.col(_KEY).isNotNull())
         .distinct()
     )

@@ -26,7 +26,8 @@ from spark_synth import __version__
 from spark_synth.config import EvaluateConfig
 from spark_synth.errors import SynthError
 from spark_synth.evaluation import plots
-from spark_synth.evaluation.accuracy import accuracy_summary, column_kind
+from spark_synth.evaluation.accuracy import accuracy_summary
+from spark_synth.evaluation.bins import column_kind
 from spark_synth.evaluation.coherence import coherence_summary
 from spark_synth.evaluation.distances import RecordEncoder, distance_summary
 from spark_synth.evaluation.matches import identical_shares

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_synth.evaluation.accuracy import aligned
+from spark_synth.evaluation.bins import aligned
 
 _NULL = "\x00"
 

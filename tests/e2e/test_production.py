@@ -22,14 +22,14 @@ SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 def test_spark_submit_runs_the_census_pipeline(master, census_parquet, census_sample, mlflow_store,
                                                tmp_path) -> None:
     """`spark-submit jobs/pipeline.py --config conf/census.yaml` end to end: train, evaluate behind the gate,
-    promote, generate (made small with --set: a census sample, a short training, a lower gate; on
-    local-cluster the Spark work runs in executor JVMs)."""
+    promote, generate (made small with --set: a census sample, a short training, a lower gate, the gate's
+    evaluation only; on local-cluster the Spark work runs in executor JVMs)."""
     name = "census_pipeline_" + master.split("[")[0].replace("-", "_")
     holdout = tmp_path / "holdout.parquet"
     census_sample.tail(1000).to_parquet(holdout, index=False)
     argv = [str(SPARK_SUBMIT), "--master", master, "--driver-memory", "2g", "jobs/pipeline.py",
             "--config", "conf/census.yaml", "--tracking-uri", mlflow_store.uri,
-            "--set", f"data={census_parquet}", "--set", "max_minutes=0.2", "--set", f"model_dir={tmp_path / 'model'}",
+            "--set", f"data={census_parquet}", "--set", "max_minutes=0.2", "--set", "quality_rows=0", "--set", f"model_dir={tmp_path / 'model'}",
             "--set", f"register={name}", "--set", f"evaluate.holdout={holdout}", "--set", "evaluate.rows=2000",
             "--set", "evaluate.min_accuracy=0.75", "--set", f"evaluate.report={tmp_path / 'report.html'}",
             "--set", "evaluate.promote=champion", "--set", "generate.rows=30000",

@@ -134,9 +134,9 @@ def test_subject_keys_count_empty_subjects(spark):
     assert summary["orphan_events"] == sum(1 + i % 3 for i in range(10, 20))
 
 
-def test_bin_code_matches_accuracy_bins(spark):
-    from spark_synth.evaluation.accuracy import _bin_expr, column_ref, fit_bins
-    from spark_synth.evaluation.coherence import _bin_code
+def test_compact_bin_codes_equal_the_plain_ones(spark):
+    from spark_synth.evaluation.accuracy import fit_bins
+    from spark_synth.evaluation.bins import bin_code, identifier
 
     rng = np.random.default_rng(3)
     n = 600
@@ -153,8 +153,8 @@ def test_bin_code_matches_accuracy_bins(spark):
     df = spark.createDataFrame(pdf)
     specs = fit_bins(df, list(pdf.columns), 30, 30)
     codes = df.select(
-        *[_bin_expr(column_ref(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
-        *[_bin_code(column_ref(s.name), s).alias(f"c{i}") for i, s in enumerate(specs)],
+        *[bin_code(identifier(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
+        *[bin_code(identifier(s.name), s, compact=True).alias(f"c{i}") for i, s in enumerate(specs)],
     ).toPandas()
     for i, spec in enumerate(specs):
         assert (codes[f"e{i}"] == codes[f"c{i}"]).all(), spec.name
