@@ -30,10 +30,10 @@ from spark_synth.evaluation.bins import (
     bin_code,
     category_sql,
     column_kind,
-    identifier,
     marginal_entries,
     number_sql,
 )
+from spark_synth.spark.schema import quoted
 
 # mostlyai-qa keeps a category as its own bin only when it occurs at least this often (privacy protection).
 MIN_CATEGORY_COUNT = 5
@@ -102,7 +102,7 @@ def fit_bins(real: DataFrame, columns: list[str], n_bins: int, n_top: int) -> li
     if numeric:
         aggs = []
         for i, spec in enumerate(numeric):
-            value = number_sql(identifier(spec.name), spec)
+            value = number_sql(quoted(spec.name), spec)
             aggs += [F.expr(f"{agg}({value}) AS {name}{i}")
                      for agg, name in (("count", "n"), ("approx_count_distinct", "d"), ("min", "lo"), ("max", "hi"))]
         row = real.agg(*aggs).first()
@@ -144,9 +144,9 @@ def _value_counts(real: DataFrame, specs: list[ColumnBins], counted: list[Column
     """(text, number, rows) of each value: the ``keep`` most frequent of every categorical column and all of every
     ``counted`` numeric one (at most 2 x EXACT_DISTINCT: what reaches the driver stays bounded), in one job."""
     distinct: dict[str, list[tuple[str | None, float | None, int]]] = {s.name: [] for s in specs}
-    entries = [f"named_struct('k', {c}, 's', {category_sql(identifier(s.name))}, 'd', CAST(NULL AS DOUBLE))"
+    entries = [f"named_struct('k', {c}, 's', {category_sql(quoted(s.name))}, 'd', CAST(NULL AS DOUBLE))"
                for c, s in enumerate(specs) if s.kind == "categorical"]
-    entries += [f"named_struct('k', {c}, 's', CAST(NULL AS STRING), 'd', {number_sql(identifier(s.name), s)})"
+    entries += [f"named_struct('k', {c}, 's', CAST(NULL AS STRING), 'd', {number_sql(quoted(s.name), s)})"
                 for c, s in enumerate(specs) if s in counted]
     if not entries:
         return distinct
@@ -165,7 +165,7 @@ def _grid_quantiles(real: DataFrame, specs: list[ColumnBins], fractions: np.ndar
         return {}
     # One foldable literal instead of ~12k lit() columns: building those over py4j takes seconds.
     grid = F.split(F.lit(",".join(repr(float(f)) for f in fractions)), ",").cast("array<double>")
-    row = real.agg(*[F.percentile_approx(F.expr(number_sql(identifier(s.name), s)), grid, PERCENTILE_ACCURACY).alias(f"q{i}")
+    row = real.agg(*[F.percentile_approx(F.expr(number_sql(quoted(s.name), s)), grid, PERCENTILE_ACCURACY).alias(f"q{i}")
                      for i, s in enumerate(specs)]).first()
     return {s.name: row[f"q{i}"] for i, s in enumerate(specs)}
 

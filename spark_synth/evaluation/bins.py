@@ -16,6 +16,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from spark_synth.spark.schema import quoted
+
 # Bin codes shared by all column kinds; regular bins are 0, 1, 2, ...
 NA_BIN = -1
 OTHER_BIN = -2
@@ -46,11 +48,6 @@ def column_kind(data_type: T.DataType) -> str:
     return "categorical"
 
 
-def identifier(name: str) -> str:
-    """A column name as a Spark SQL identifier, whatever characters it holds (backticks doubled)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def string_literal(text: str) -> str:
     """A Spark SQL string literal holding exactly ``text`` (backslashes and quotes escaped)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -71,8 +68,8 @@ def aligned_sql(df: DataFrame, name: str, data_type: T.DataType) -> str:
     as mostlyai-qa coerces synthetic data to the training dtypes.
     """
     if df.schema[name].dataType == data_type:
-        return identifier(name)
-    return f"try_cast({identifier(name)} AS {data_type.simpleString()})"
+        return quoted(name)
+    return f"try_cast({quoted(name)} AS {data_type.simpleString()})"
 
 
 def aligned(df: DataFrame, name: str, data_type: T.DataType) -> Column:

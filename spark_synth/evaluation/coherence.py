@@ -58,9 +58,9 @@ from spark_synth.evaluation.bins import (
     aligned_sql,
     bin_code,
     bin_sql,
-    identifier,
     marginal_entries,
 )
+from spark_synth.spark.schema import quoted
 
 # mostlyai-qa's constants for coherence: fine bins per column, events kept per subject, top categories.
 N_CATEGORY_BINS = 30
@@ -111,7 +111,7 @@ def _windowed(
     ``max_sequence_length``, random) events that the per-subject category figures use.
     """
     names = [f"c{i}" for i in range(len(columns))]
-    select = [F.expr(f"CAST({identifier(foreign_key)} AS STRING) AS {_KEY}")]
+    select = [F.expr(f"CAST({quoted(foreign_key)} AS STRING) AS {_KEY}")]
     select += [aligned(events, c, types[c]).alias(n) for c, n in zip(columns, names, strict=True)]
     order: list[Column] = []
     if order_by is not None:
@@ -176,7 +176,7 @@ def _subjects(windowed: DataFrame, fine: list[ColumnBins], keys: DataFrame | Non
     subjects = windowed.groupBy(_KEY).agg(
         F.max(_LEN).alias(_LEN),
         *[
-            F.expr(f"collect_set(IF({_KEEP}, {bin_sql(identifier(s.name), s, compact=True)}, NULL)) AS s{i}")
+            F.expr(f"collect_set(IF({_KEEP}, {bin_sql(quoted(s.name), s, compact=True)}, NULL)) AS s{i}")
             for i, s in enumerate(fine)
         ],
         F.first(F.when(F.col(_PICK), pair), ignorenulls=True).alias("pair"),
@@ -351,7 +351,7 @@ def _keys(keys: DataFrame | None, side: str) -> DataFrame | None:
     if len(keys.columns) != 1:
         raise ValueError(f"the {side} subject keys must be a DataFrame of one column, got {keys.columns}")
     return (
-        keys.select(F.expr(f"CAST({identifier(keys.columns[0])} AS STRING) AS {_KEY}"))
+        keys.select(F.expr(f"CAST({quoted(keys.columns[0])} AS STRING) AS {_KEY}"))
         .where(F.col(_KEY).isNotNull())
         .distinct()
     )

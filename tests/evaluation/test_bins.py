@@ -15,9 +15,9 @@ from spark_synth.evaluation.bins import (
     ColumnBins,
     bin_code,
     double_literal,
-    identifier,
     string_literal,
 )
+from spark_synth.spark.schema import quoted
 
 ODD_NAME = "it's a `col`\\ name.x"
 CATEGORIES = ["a'b", "back\\slash", "line\nbreak", "\\u0041", "ünï", "%_*", "' OR 1=1 --"]
@@ -43,8 +43,8 @@ def test_codes_follow_the_rule_for_hostile_names_categories_and_edges(spark, com
     df = spark.createDataFrame(rows, schema)
     category = ColumnBins(ODD_NAME, "categorical", T.StringType(), categories=CATEGORIES)
     number = ColumnBins("n", "numeric", T.DoubleType(), edges=EDGES)
-    got = df.select(bin_code(identifier(ODD_NAME), category, compact).alias("c"),
-                    bin_code(identifier("n"), number, compact).alias("x")).collect()
+    got = df.select(bin_code(quoted(ODD_NAME), category, compact).alias("c"),
+                    bin_code(quoted("n"), number, compact).alias("x")).collect()
     assert [r["c"] for r in got] == [expected_code(t, category) for t, _ in rows]
     assert [r["x"] for r in got] == [expected_code(x, number) for _, x in rows]
 
@@ -55,7 +55,7 @@ def test_dates_bin_on_their_microseconds(spark) -> None:
     edge = dt.datetime(2020, 3, 1, tzinfo=dt.timezone.utc).timestamp() * 1e6
     spark_edge = df.selectExpr("CAST(unix_micros(CAST(DATE'2020-03-01' AS TIMESTAMP)) AS DOUBLE) AS e").first()["e"]
     bins = ColumnBins("d", "temporal", T.DateType(), edges=[spark_edge])
-    codes = [r[0] for r in df.select(bin_code(identifier("d"), bins)).collect()]
+    codes = [r[0] for r in df.select(bin_code(quoted("d"), bins)).collect()]
     assert codes == [0, 1, NA_BIN] and spark_edge == pytest.approx(edge, abs=86_400e6)
 
 

@@ -136,7 +136,8 @@ def test_subject_keys_count_empty_subjects(spark):
 
 def test_compact_bin_codes_equal_the_plain_ones(spark):
     from spark_synth.evaluation.accuracy import fit_bins
-    from spark_synth.evaluation.bins import bin_code, identifier
+    from spark_synth.evaluation.bins import bin_code
+    from spark_synth.spark.schema import quoted
 
     rng = np.random.default_rng(3)
     n = 600
@@ -153,8 +154,8 @@ def test_compact_bin_codes_equal_the_plain_ones(spark):
     df = spark.createDataFrame(pdf)
     specs = fit_bins(df, list(pdf.columns), 30, 30)
     codes = df.select(
-        *[bin_code(identifier(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
-        *[bin_code(identifier(s.name), s, compact=True).alias(f"c{i}") for i, s in enumerate(specs)],
+        *[bin_code(quoted(s.name), s).alias(f"e{i}") for i, s in enumerate(specs)],
+        *[bin_code(quoted(s.name), s, compact=True).alias(f"c{i}") for i, s in enumerate(specs)],
     ).toPandas()
     for i, spec in enumerate(specs):
         assert (codes[f"e{i}"] == codes[f"c{i}"]).all(), spec.name
