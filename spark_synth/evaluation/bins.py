@@ -1,9 +1,9 @@
 """How a column is binned, and its bin code as one Spark SQL expression.
 
 The evaluation bins a dozen columns into up to 30 bins each, several times per report. Built from ``Column``
-methods, every literal, comparison and cast is one py4j round trip (about 13,000 for a baseball event log:
-seconds of a small table's evaluation). Written as SQL text, each column's code is one round trip, parsed on
-the JVM, where its literals fold into constants. The text quotes every name and literal, so any column name and
+methods, every literal, comparison and cast is one py4j round trip: thousands per report, most of a small
+table's evaluation time. Written as SQL text, each column's code is one round trip, parsed on the JVM, where
+its literals fold into constants. The text quotes every name and literal, so any column name and
 any category (quotes, backslashes, line breaks) is safe.
 """
 

@@ -420,7 +420,6 @@ def coherence_summary(
     types = {c: real_events.schema[c].dataType for c in real_events.columns}
     n = len(columns)
     names = [f"c{i}" for i in range(n)]
-    keys = [_keys(real_subject_keys, "real"), _keys(synthetic_subject_keys, "synthetic")]
 
     def windowed(events: DataFrame, side: int) -> DataFrame:
         salt = side if independent_draws else 0
@@ -428,6 +427,10 @@ def coherence_summary(
 
     cached: list[DataFrame] = []
     try:
+        # each side's distinct keys are read twice: to flag the subjects in the table, to add the empty ones
+        keys = [_keys(real_subject_keys, "real"), _keys(synthetic_subject_keys, "synthetic")]
+        keys = [None if k is None else _persist(k) for k in keys]
+        cached += [k for k in keys if k is not None]
         real_w = _persist(windowed(real_events, 0))
         cached.append(real_w)
         # fine bins for the category figures, on the (capped) real events
