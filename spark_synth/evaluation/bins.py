@@ -9,7 +9,6 @@ any category (quotes, backslashes, line breaks) is safe.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
@@ -17,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_synth.spark.schema import quoted
+from spark_synth.spark.sql import double_literal, string_literal
 
 # Bin codes shared by all column kinds; regular bins are 0, 1, 2, ...
 NA_BIN = -1
@@ -46,19 +46,6 @@ def column_kind(data_type: T.DataType) -> str:
     if isinstance(data_type, _TEMPORAL):
         return "temporal"
     return "categorical"
-
-
-def string_literal(text: str) -> str:
-    """A Spark SQL string literal holding exactly ``text`` (backslashes and quotes escaped)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def double_literal(value: float) -> str:
-    """A Spark SQL double literal that parses back to exactly ``value`` (Python's repr is the shortest exact)."""
-    value = float(value)
-    if not math.isfinite(value):
-        return f"CAST({string_literal(repr(value))} AS DOUBLE)"
-    return f"{value!r}D"
 
 
 def aligned_sql(df: DataFrame, name: str, data_type: T.DataType) -> str:

@@ -28,7 +28,7 @@ from spark_synth.encoding.types import is_integer_type
 from spark_synth.privacy import histograms as H
 from spark_synth.privacy.histograms import BINNED, EXACT, histograms_of
 from spark_synth.spark.analyze import MAX_CATEGORIES, MAX_DISCRETE, N_QUANTILES, col, typed_values
-from spark_synth.spark.schema import ColumnPlan
+from spark_synth.spark.schema import ColumnPlan, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def noisy_counts(df: DataFrame, plans: list[ColumnPlan], noise_std: float, unit:
         for family in histograms_of(p):
             structs.append(_partition(i, p, family))
     owner = [col(unit).alias("u")] if unit else []
-    rows = df.select(F.explode(F.array(*structs)).alias("e"), *owner).where(F.col("e").isNotNull())
+    rows = df.select(F.expr(f"explode(array({', '.join(structs)}))").alias("e"), *owner).where(F.col("e").isNotNull())
     rows = rows.select("e.*", *(["u"] if unit else []))
     if unit:  # one partition per subject and histogram, drawn at random among the subject's own
         salt = secrets.randbits(62)
@@ -102,28 +102,29 @@ def released_count(count: Column, noise_std: float) -> Column:
     return count + F.lit(float(noise_std)) * F.randn(secrets.randbits(62))
 
 
-def _partition(i: int, p: ColumnPlan, family: int):
-    c = col(p.name)
-    null = F.lit(None)
+def _partition(i: int, p: ColumnPlan, family: int) -> str:
+    """The struct (i, f, s, d, isnull) of the partition a row's value falls in, as SQL text (one round trip)."""
+    c = quoted(p.name)
     if family == EXACT and p.kind == "categorical":
-        s, d = c.cast("string"), null.cast("double")
+        s, d = f"CAST({c} AS STRING)", "CAST(NULL AS DOUBLE)"
     elif family == EXACT:
-        s, d = null.cast("string"), c.cast("double")
+        s, d = "CAST(NULL AS STRING)", f"CAST({c} AS DOUBLE)"
     else:
-        x = c.cast("double") if p.kind == "numeric" else F.unix_micros(c.cast("timestamp")) / H.MICROS_PER_DAY - H.DATE_ORIGIN_DAYS
-        s, d = null.cast("string"), _bin_code(x)
+        x = (f"CAST({c} AS DOUBLE)" if p.kind == "numeric" else
+             f"(unix_micros(CAST({c} AS TIMESTAMP)) / {H.MICROS_PER_DAY} - {H.DATE_ORIGIN_DAYS})")
+        s, d = "CAST(NULL AS STRING)", _bin_code(x)
     include_null = family == EXACT or p.kind == "datetime"  # a column's nulls are counted in one histogram
-    isnull = c.isNull() if include_null else F.lit(False)
-    row = F.struct(F.lit(i).alias("i"), F.lit(family).alias("f"), F.when(~isnull, s).alias("s"),
-                   F.when(~isnull, d).alias("d"), isnull.alias("isnull"))
-    return row if include_null else F.when(c.isNotNull(), row)
+    isnull = f"({c} IS NULL)" if include_null else "false"
+    row = (f"named_struct('i', {i}, 'f', {family}, 's', CASE WHEN NOT {isnull} THEN {s} END, "
+           f"'d', CASE WHEN NOT {isnull} THEN {d} END, 'isnull', {isnull})")
+    return row if include_null else f"CASE WHEN {c} IS NOT NULL THEN {row} END"
 
 
-def _bin_code(x):
-    """Spark twin of :func:`spark_synth.privacy.histograms.bin_code`."""
-    exponent = F.least(F.greatest(F.floor(F.lit(H.BINS_PER_OCTAVE) * F.log2(F.abs(x))), F.lit(H.MIN_EXPONENT)),
-                       F.lit(H.MAX_EXPONENT))
-    return F.when(x == 0, F.lit(0.0)).otherwise(F.signum(x) * (F.lit(H.BIN_OFFSET) + exponent)).cast("double")
+def _bin_code(x: str) -> str:
+    """Spark twin of :func:`spark_synth.privacy.histograms.bin_code`, as SQL text."""
+    exponent = (f"least(greatest(floor({H.BINS_PER_OCTAVE} * log2(abs({x}))), {H.MIN_EXPONENT}), "
+                f"{H.MAX_EXPONENT})")
+    return f"CAST(CASE WHEN {x} = 0 THEN 0.0D ELSE signum({x}) * ({H.BIN_OFFSET} + {exponent}) END AS DOUBLE)"
 
 
 def _column_stats(p: ColumnPlan, released: dict[str, Any]) -> dict[str, Any]:

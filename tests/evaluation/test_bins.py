@@ -14,10 +14,9 @@ from spark_synth.evaluation.bins import (
     OTHER_BIN,
     ColumnBins,
     bin_code,
-    double_literal,
-    string_literal,
 )
 from spark_synth.spark.schema import quoted
+from spark_synth.spark.sql import double_literal, string_literal
 
 ODD_NAME = "it's a `col`\\ name.x"
 CATEGORIES = ["a'b", "back\\slash", "line\nbreak", "\\u0041", "ünï", "%_*", "' OR 1=1 --"]

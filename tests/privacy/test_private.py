@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -29,6 +30,41 @@ def test_noisy_counts_differ_from_exact_ones_by_noise_of_the_stated_scale(spark)
     assert abs(residual.mean()) < 1.5  # 3 standard errors of the mean of 400 N(0, 10) draws
     assert 8.5 < residual.std() < 11.5
     assert (counts["count"] == counts.groupby("s")["count"].transform("first")).all()
+
+
+def test_partitions_on_spark_are_the_numpy_bin_codes(spark) -> None:
+    """Every released partition is computed on Spark: its log-bin codes must be the numpy twin's, for numbers
+    (zero, negatives, tiny and huge magnitudes, NaN) and dates (days from the DP origin), and exact values
+    keep their text or number, whatever the column is called."""
+    from spark_synth.privacy import histograms as H
+
+    numbers = [0.0, -0.0, 1.0, -3.5, 1e-300, 2.5e-9, 7.0, 123456.789, -1e300, 2.0**40, None]
+    dates = [dt.date(2000, 1, 1), dt.date(1969, 12, 31), dt.date(2024, 2, 29), None, dt.date(1, 1, 1),
+             dt.date(9999, 12, 31), dt.date(2000, 1, 2), dt.date(1999, 12, 31), dt.date(2000, 1, 1),
+             dt.date(1970, 1, 1), dt.date(2031, 7, 4)]
+    texts = ["a'b", "back\\slash", None, "x", "y", "z", "ünï", "1", "2", "3", "4"]
+    plans = [ColumnPlan("it's `n`.x", "double", "numeric", "auto"), ColumnPlan("d", "date", "datetime", "auto"),
+             ColumnPlan("t", "string", "categorical", "auto")]
+    df = spark.createDataFrame(list(zip(numbers, dates, texts, strict=True)), "`it's ``n``.x` double, d date, t string")
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # a date's bin is taken at its UTC midnight
+    try:
+        counts = noisy_counts(df, plans, noise_std=0.0).toPandas()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+    binned = counts[counts.f == H.BINNED]
+
+    def codes_of(i: int) -> set[float]:
+        return set(binned[(binned.i == i) & ~binned["isnull"]]["d"])
+
+    given = np.array([v for v in numbers if v is not None])
+    assert codes_of(0) == {float(c) for c in H.bin_code(given)}
+    days = np.array([(d - dt.date(1970, 1, 1)).days - H.DATE_ORIGIN_DAYS for d in dates if d is not None], dtype=float)
+    assert codes_of(1) == {float(c) for c in H.bin_code(days)}
+    exact = counts[(counts.f == H.EXACT) & ~counts["isnull"]]
+    assert set(exact[exact.i == 2]["s"]) == {t for t in texts if t is not None}
+    assert set(exact[exact.i == 0]["d"]) == set(given)
+    assert counts.groupby("i")["isnull"].sum().to_dict() == {0: 1, 1: 1, 2: 1}  # each column's null counted once
 
 
 def test_a_category_held_by_one_row_is_not_released(spark) -> None:
