@@ -34,7 +34,7 @@ def test_noisy_counts_differ_from_exact_ones_by_noise_of_the_stated_scale(spark)
 
 def test_partitions_on_spark_are_the_numpy_bin_codes(spark) -> None:
     """Every released partition is computed on Spark: its log-bin codes must be the numpy twin's, for numbers
-    (zero, negatives, tiny and huge magnitudes, NaN) and dates (days from the DP origin), and exact values
+    (zero, negatives, tiny and huge magnitudes) and dates (days from the DP origin), and exact values
     keep their text or number, whatever the column is called."""
     from spark_synth.privacy import histograms as H
 
@@ -47,7 +47,7 @@ def test_partitions_on_spark_are_the_numpy_bin_codes(spark) -> None:
              ColumnPlan("t", "string", "categorical", "auto")]
     df = spark.createDataFrame(list(zip(numbers, dates, texts, strict=True)), "`it's ``n``.x` double, d date, t string")
     zone = spark.conf.get("spark.sql.session.timeZone")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")  # a date's bin is taken at its UTC midnight
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # the DP analysis reads a date at the session's midnight
     try:
         counts = noisy_counts(df, plans, noise_std=0.0).toPandas()
     finally:
